@@ -1,0 +1,1 @@
+"""The physical world: units, wireless channel, DNN model zoo and layer profiles."""

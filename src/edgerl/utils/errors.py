@@ -1,0 +1,15 @@
+"""Exception types shared by the whole package.
+
+``InputError`` is raised for anything the user can fix (a bad file, field or value);
+the CLI turns it into a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad user input: a file, field or value that is invalid. CLI exit status 2."""
+
+
+class NotLandedError(RuntimeError):
+    """A subsystem that is not available in this version. CLI exit status 2."""

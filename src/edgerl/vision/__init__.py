@@ -1,0 +1,1 @@
+"""Vision substrate: boxes, synthetic scenes, loaders, detectors, metrics, profiles."""
