@@ -1,0 +1,167 @@
+"""Executor interface: run detection tasks on E edge workers.
+
+A task is one image (a frame block) to be detected with one model at one input size,
+optionally pinned to a worker. Executors return one result per task, in task order,
+whatever worker ran it. Workers hold their own detector sessions, created lazily by a
+picklable factory and reused across frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgerl.vision.detections import Detections
+
+log = logging.getLogger("edgerl.runtime")
+
+
+@dataclass(frozen=True)
+class DetectTask:
+    """One unit of work for an edge worker.
+
+    Attributes:
+        task_id: caller's id, echoed in the result.
+        image: RGB uint8 (H, W, 3) block.
+        model: detector key understood by the worker's factory (a file path or built-in name).
+        input_size: network input size (long side, pixels) to run the model at.
+        conf_threshold: confidence threshold.
+        worker: worker index to run on, or None to let the executor choose.
+    """
+
+    task_id: int
+    image: np.ndarray
+    model: str
+    input_size: int
+    conf_threshold: float = 0.25
+    worker: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """Result of one task.
+
+    Attributes:
+        task_id: the task's id.
+        worker: index of the worker that ran it.
+        detections: boxes in the block's own pixels.
+        compute_ms: detector time on the worker.
+        transfer_ms: emulated transfer time (0 unless a link bandwidth is set).
+        attempts: 1, or more when the task was re-dispatched after a worker failure.
+    """
+
+    task_id: int
+    worker: int
+    detections: Detections
+    compute_ms: float
+    transfer_ms: float = 0.0
+    attempts: int = 1
+
+
+@dataclass
+class ExecutorStats:
+    """Counters an executor keeps across calls."""
+
+    tasks: int = 0
+    redispatched: int = 0
+    worker_failures: int = 0
+    incidents: list[str] = field(default_factory=list)
+
+
+class Executor(Protocol):
+    """What every executor offers."""
+
+    n_workers: int
+    stats: ExecutorStats
+
+    def run(self, tasks: Sequence[DetectTask]) -> list[TaskResult]:
+        """Run every task; return results in task order."""
+        ...
+
+    def close(self) -> None:
+        """Release workers."""
+        ...
+
+
+DetectorFactory = Callable[[str, int, float], Any]
+"""``factory(model, input_size, conf_threshold) -> Detector``; must be picklable for Ray."""
+
+
+def default_detector_factory(model: str, input_size: int, conf_threshold: float) -> Any:
+    """Build a detector through the vision layer's loader."""
+    from edgerl.vision.detectors import load_detector
+
+    return load_detector(model, input_size=input_size, conf_threshold=conf_threshold, intra_op_threads=1)
+
+
+class WorkerState:
+    """What lives on one edge worker: its detector sessions and an optional link model.
+
+    Args:
+        index: worker index.
+        factory: detector factory.
+        link_bandwidth_bps: if set, each task sleeps ``bytes * 8 / bandwidth`` to emulate
+            sending the block over a link of that rate.
+        fail_after_tasks: fault injection for tests: the worker fails when it receives task
+            number ``fail_after_tasks + 1``.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        factory: DetectorFactory | None = None,
+        link_bandwidth_bps: float | None = None,
+        fail_after_tasks: int | None = None,
+    ) -> None:
+        self.index = index
+        self.factory = factory or default_detector_factory
+        self.link_bandwidth_bps = link_bandwidth_bps
+        self.fail_after_tasks = fail_after_tasks
+        self.done = 0
+        self._detectors: dict[tuple[str, int, float], Any] = {}
+
+    def detector(self, model: str, input_size: int, conf: float) -> Any:
+        key = (model, int(input_size), float(conf))
+        det = self._detectors.get(key)
+        if det is None:
+            det = self.factory(model, int(input_size), float(conf))
+            self._detectors[key] = det
+        return det
+
+    def run(self, task: DetectTask) -> tuple[Detections, float, float]:
+        """Run one task; returns (detections, compute_ms, transfer_ms)."""
+        if self.fail_after_tasks is not None and self.done >= self.fail_after_tasks:
+            raise WorkerDied(f"worker {self.index} failed (injected after {self.done} tasks)")
+        transfer_ms = 0.0
+        if self.link_bandwidth_bps:
+            transfer_ms = task.image.nbytes * 8.0 / self.link_bandwidth_bps * 1e3
+            time.sleep(transfer_ms / 1e3)
+        det = self.detector(task.model, task.input_size, task.conf_threshold)
+        t0 = time.perf_counter()
+        out = det.detect([task.image])[0]
+        compute_ms = (time.perf_counter() - t0) * 1e3
+        self.done += 1
+        return out, compute_ms, transfer_ms
+
+
+class WorkerDied(RuntimeError):
+    """A worker stopped while it held tasks."""
+
+
+def assign_workers(tasks: Sequence[DetectTask], n_workers: int, alive: Sequence[int]) -> list[int]:
+    """Worker index per task: the pinned one when alive, else least-loaded by pixel count."""
+    load = {w: 0.0 for w in alive}
+    out: list[int] = []
+    for t in tasks:
+        if t.worker is not None and t.worker in load:
+            w = t.worker
+        else:
+            w = min(load, key=lambda k: (load[k], k))
+        load[w] += float(t.image.shape[0] * t.image.shape[1])
+        out.append(w)
+    return out
