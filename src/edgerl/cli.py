@@ -64,14 +64,15 @@ def _root(
 
 @app.command()
 def demo(
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (defaults built in)."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory for the demo's outputs."),
-    seed: int = typer.Option(0, "--seed", help="Seed for everything random."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for everything random (overrides the config)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write summary.json here."),
 ) -> None:
     """The main job, offline, on built-in defaults."""
     from edgerl.demo import run_demo
 
-    run_demo(out_dir=out, seed=seed, json_path=json_path, console=console)
+    run_demo(out_dir=out, seed=seed, json_path=json_path, config_path=config, console=console)
 
 
 @profile_app.command("dnn")

@@ -1,0 +1,1 @@
+"""Tests of the edge core: units, channel, model zoo, layer profiler."""

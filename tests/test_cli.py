@@ -1,0 +1,92 @@
+"""The command line: version, DNN profile, config errors, unlanded systems, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgerl import __version__
+from edgerl.cli import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgerl", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_version_entry_point() -> None:
+    r = _run("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"edgerl {__version__}"
+
+
+def test_profile_dnn_vgg16_json(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("EDGERL_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "vgg16.json"
+    assert main(["profile", "dnn", "vgg16", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "vgg16" in printed
+    prof = json.loads(out.read_text())
+    # Published VGG-16 cost: ~15.5 GMAC, 138.36 M parameters (fp32 bytes = 4 x params).
+    assert prof["total_macs"] == pytest.approx(15.5e9, rel=0.02)
+    assert prof["total_params_bytes"] == 4 * 138_357_544
+    assert len(prof["layers"]) == 16
+    assert prof["layers"][0]["macs"] == 224 * 224 * 64 * 3 * 9
+
+
+def test_profile_dnn_unknown_model(capsys) -> None:
+    assert main(["profile", "dnn", "vgg17"]) == 2
+    err = capsys.readouterr().err
+    assert "vgg17" in err and "vgg16" in err
+
+
+def test_bad_config_exit_2_names_field_writes_nothing(tmp_path: Path) -> None:
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("bandwidth_hz: -5\n")
+    out = tmp_path / "run"
+    r = _run("demo", "--config", str(cfg), "--out", str(out))
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1
+    assert "bandwidth_hz" in lines[0] and "-5" in lines[0] and "greater than 0" in lines[0]
+    assert not out.exists()
+
+
+def test_unknown_config_field(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("bandwith_hz: 1\n")
+    assert main(["demo", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown field 'bandwith_hz'" in err and "bandwidth_hz" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args", [["train", "cerl"], ["experiment", "cerl-convergence"], ["train", "hcmappo"]])
+def test_unlanded_group_exit_2(args, capsys) -> None:
+    assert main(args) == 2
+    assert "not available" in capsys.readouterr().err
+
+
+def test_usage_error_exit_2() -> None:
+    assert main(["profile", "dnn"]) == 2
+    assert main(["no-such-command"]) == 2
+
+
+def test_demo_run_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("EDGERL_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("models: [lenet7, resnet18]\n")
+    out = tmp_path / "run"
+    assert main(["demo", "--config", str(cfg), "--out", str(out), "--json", str(tmp_path / "s.json")]) == 0
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.csv", "summary.json"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == json.loads((tmp_path / "s.json").read_text())
+    # delay-optimal split is no worse than the two extremes
+    for m in ("lenet7", "resnet18"):
+        assert summary[f"{m}_delay_ms_best"] <= summary[f"{m}_delay_ms_all_edge"]
+        assert summary[f"{m}_delay_ms_best"] <= summary[f"{m}_delay_ms_all_device"]
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + (5 + 1) + (10 + 1)
