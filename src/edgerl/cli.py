@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -64,10 +63,10 @@ def _root(
 
 @app.command()
 def demo(
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (defaults built in)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config (defaults built in)."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory for the demo's outputs."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for everything random (overrides the config)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write summary.json here."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for everything random (overrides the config)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write summary.json here."),
 ) -> None:
     """The main job, offline, on built-in defaults."""
     from edgerl.demo import run_demo
@@ -78,8 +77,8 @@ def demo(
 @profile_app.command("dnn")
 def profile_dnn(
     name: str = typer.Argument(..., help="Model name, e.g. vgg16, resnet50, lenet7, cerl8."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the profile as JSON here."),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Output classes (default per model)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the profile as JSON here."),
+    num_classes: int | None = typer.Option(None, "--num-classes", help="Output classes (default per model)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Measure again instead of reading the cache."),
 ) -> None:
     """Per-layer MACs, FLOPs, parameter and output bytes, and the split-point view."""

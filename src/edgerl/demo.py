@@ -67,7 +67,11 @@ def run_demo(
     console: Console | None = None,
 ) -> dict:
     """Run the demo and return its summary (also written to ``out_dir/summary.json``)."""
-    from edgerl.edge.channel import channel_gain_from_path_loss, log_distance_path_loss_db, uplink_rate_bps
+    from edgerl.edge.channel import (
+        channel_gain_from_path_loss,
+        log_distance_path_loss_db,
+        uplink_rate_bps,
+    )
     from edgerl.edge.profiler import profile_model
     from edgerl.edge.units import dbm_to_w, thermal_noise_w
     from edgerl.edge.zoo import canonical_name

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from edgerl.runtime import LocalExecutor  # noqa: E402
-from edgerl.runtime.ray_executor import RayExecutor  # noqa: E402
-from edgerl.runtime.testing import blob_factory  # noqa: E402
-from edgerl.utils.errors import InputError  # noqa: E402
+from test_executors import _key, _tasks
 
-from test_executors import _key, _tasks  # noqa: E402
+from edgerl.runtime import LocalExecutor
+from edgerl.runtime.ray_executor import RayExecutor
+from edgerl.runtime.testing import blob_factory
+from edgerl.utils.errors import InputError
 
 
 def test_unreachable_address_fails_fast() -> None:

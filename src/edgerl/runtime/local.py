@@ -5,7 +5,6 @@ ONNX Runtime releases the GIL while it computes, so threads run blocks truly in 
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Sequence
 
