@@ -1,0 +1,114 @@
+"""The RE-POSE pipeline end to end on a frame of bright rectangles with an exact detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgerl.repose.pipeline import FullFrame, Repose, ReposeConfig, Uniform, parse_option
+from edgerl.runtime import LocalExecutor
+from edgerl.runtime.testing import blob_factory
+from edgerl.utils.errors import InputError
+from edgerl.vision.profile import AreaAccuracy, DetectorProfile
+
+
+def _frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 1280x720 frame with two groups of white rectangles (the 'people')."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((720, 1280, 3), np.uint8)
+    boxes = []
+    for cx, cy in ((250, 200), (1000, 550)):
+        for _ in range(6):
+            x = int(cx + rng.integers(-120, 120))
+            y = int(cy + rng.integers(-80, 80))
+            w, h = int(rng.integers(6, 14)), int(rng.integers(15, 30))
+            if img[y - 3 : y + h + 3, x - 3 : x + w + 3].any():
+                continue
+            img[y : y + h, x : x + w] = 255
+            boxes.append([x, y, x + w, y + h])
+    return img, np.array(boxes, np.float32)
+
+
+def _profile() -> DetectorProfile:
+    acc = AreaAccuracy([4, 8, 12, 16], [10, 10, 10], [5, 9, 10], [5, 9, 10], [5, 9, 10])
+    return DetectorProfile(
+        latency_ms={"a": {"64": 1.0, "128": 3.0}, "b": {"128": 6.0}},
+        accuracy={"a": acc, "b": acc},
+    )
+
+
+def _cfg(**kw) -> ReposeConfig:
+    base = dict(
+        n_workers=2,
+        coarse_rows=1,
+        coarse_option="a@64",
+        options=["a@64", "a@128", "b@128"],
+        budget_ms=20.0,
+        block_margin_px=8,
+        block_min_px=32,
+        uniform_option="a@64",
+        conf_threshold=0.1,
+    )
+    base.update(kw)
+    return ReposeConfig(**base)
+
+
+def _sorted(b: np.ndarray) -> list:
+    return sorted(np.round(b, 2).tolist())
+
+
+@pytest.mark.parametrize("planner", ["sum", "parallel"])
+def test_meanshift_pipeline_finds_every_object(planner: str) -> None:
+    frame, gt = _frame()
+    with LocalExecutor(2, factory=blob_factory) as ex:
+        method = Repose(ex, _cfg(planner=planner), _profile(), policy=None)
+        res = method(frame)
+    assert method.name == "meanshift"
+    assert _sorted(res.detections.boxes) == _sorted(gt)
+    assert res.info["clusters"] == len(res.blocks) >= 2
+    # every object lies inside some block
+    for b in gt:
+        inside = (res.blocks[:, 0] <= b[0]) & (res.blocks[:, 1] <= b[1]) & (res.blocks[:, 2] >= b[2]) & (res.blocks[:, 3] >= b[3])
+        assert inside.any()
+    # blocks are far smaller than the frame: RE-POSE only looks where objects are
+    assert ((res.blocks[:, 2:] - res.blocks[:, :2]).prod(1)).sum() < 0.5 * 1280 * 720
+    assert res.info["plan_latency_ms"] <= 20.0 + 1e-9
+    assert set(res.timings_ms) == {"coarse", "cluster", "plan", "fine", "total"}
+
+
+def test_policy_keep_equals_meanshift() -> None:
+    frame, _ = _frame(1)
+    with LocalExecutor(2, factory=blob_factory) as ex:
+        a = Repose(ex, _cfg(), _profile(), policy=None)(frame)
+        b = Repose(ex, _cfg(), _profile(), policy=lambda obs: 0)(frame)  # always "keep"
+    assert _sorted(a.blocks) == _sorted(b.blocks)
+
+
+def test_empty_frame_gives_empty_result() -> None:
+    frame = np.zeros((360, 640, 3), np.uint8)
+    with LocalExecutor(1, factory=blob_factory) as ex:
+        res = Repose(ex, _cfg(), _profile())(frame)
+    assert len(res.detections) == 0 and res.info["clusters"] == 0
+
+
+def test_uniform_and_full_baselines() -> None:
+    frame, gt = _frame(2)
+    with LocalExecutor(2, factory=blob_factory) as ex:
+        u = Uniform(ex, _cfg())(frame)
+        f = FullFrame(ex, _cfg(), "a@64")(frame)
+    assert len(u.blocks) == 4
+    assert _sorted(u.detections.boxes) == _sorted(gt)  # overlap duplicates removed by NMS
+    assert _sorted(f.detections.boxes) == _sorted(gt)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(InputError, match="MODEL@SIZE"):
+        parse_option("person_n")
+    with pytest.raises(InputError, match="MODEL@SIZE"):
+        parse_option("person_n@100")
+    with LocalExecutor(1, factory=blob_factory) as ex, pytest.raises(InputError, match="no latency for c at 64"):
+        Repose(ex, _cfg(options=["c@64"]), _profile())
+    with pytest.raises(InputError):
+        from edgerl.utils.config import config_from_dict
+
+        config_from_dict(ReposeConfig, {"planner": "max"})
