@@ -50,7 +50,7 @@ class ReposeTrainConfig(Config):
 
 def coarse_frames(n: int, seed: int, option: str, n_workers: int = 4, rows: int = 2, conf: float = 0.1) -> list:
     """Coarse detections (boxes, frame size) of ``n`` synthetic 4K frames made with ``seed + i``."""
-    from edgerl.repose.pipeline import ReposeConfig, Repose
+    from edgerl.repose.pipeline import Repose, ReposeConfig
     from edgerl.runtime import LocalExecutor
     from edgerl.vision.profile import DetectorProfile
     from edgerl.vision.synth import SynthConfig, render_scene
