@@ -102,6 +102,10 @@ def test_nms_golden():
     scores = np.array([0.9, 0.8, 0.7, 0.95, 0.6])
     # 3 (0.95) suppresses 0 (IoU 0.9) and 1; 2 suppresses 4 (IoU 90/110).
     assert nms(boxes, scores, 0.5).tolist() == [3, 2]
+    # Suppression needs IoU strictly above the threshold: IoU exactly 0.5 (50 / 100) survives 0.5.
+    pair = np.array([[0, 0, 10, 10], [0, 0, 10, 5]], np.float32)
+    assert nms(pair, np.array([0.9, 0.8]), 0.5).tolist() == [0, 1]
+    assert nms(pair, np.array([0.9, 0.8]), 0.49).tolist() == [0]
     # With a threshold above every IoU nothing is suppressed.
     assert sorted(nms(boxes, scores, 0.99).tolist()) == [0, 1, 2, 3, 4]
     classes = np.array([0, 1, 0, 0, 0])
@@ -153,7 +157,9 @@ def test_iou_matches_bruteforce(a, b):
     assert got.shape == (len(a), len(b))
     for i in range(len(a)):
         for j in range(len(b)):
-            assert got[i, j] == pytest.approx(float(ref_iou(a[i].tolist(), b[j].tolist())), abs=1e-9)
+            assert got[i, j] == pytest.approx(
+                float(ref_iou(a[i].tolist(), b[j].tolist())), abs=1e-9
+            )
 
 
 @settings(max_examples=60, deadline=None)
@@ -220,9 +226,7 @@ def test_batched_nms_per_class(boxes, data, thr):
 @settings(max_examples=60, deadline=None)
 @given(
     box_lists(min_size=1),
-    st.tuples(
-        st.floats(0, 3000), st.floats(0, 2000), st.floats(1, 2000), st.floats(1, 2000)
-    ),
+    st.tuples(st.floats(0, 3000), st.floats(0, 2000), st.floats(1, 2000), st.floats(1, 2000)),
     st.tuples(st.integers(32, 1280), st.integers(32, 1280)),
 )
 def test_block_mapping_roundtrip(boxes, block, resized):

@@ -306,7 +306,10 @@ def validate_boxes(
         )
     t = float(tolerance_px)
     bad = (
-        (b[:, 0] < -t) | (b[:, 1] < -t) | (b[:, 2] > float(width) + t) | (b[:, 3] > float(height) + t)
+        (b[:, 0] < -t)
+        | (b[:, 1] < -t)
+        | (b[:, 2] > float(width) + t)
+        | (b[:, 3] > float(height) + t)
     )
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
