@@ -92,21 +92,174 @@ def profile_dnn(
 
 
 @profile_app.command("detector")
-def profile_detector() -> None:
-    """Latency and precision-by-area profiles of detectors."""
-    _not_landed("edgerl profile detector")
+def profile_detector(
+    model: str = typer.Option("person_n,person_s,person_m", "--model", help="Comma-separated built-in names or .onnx files."),
+    data: Path | None = typer.Option(None, "--data", help="COCO-format validation set (default: synthetic frames made now)."),
+    sizes: str = typer.Option("320,640,960", "--sizes", help="Comma-separated input sizes (multiples of 32)."),
+    frames: int = typer.Option(3, "--frames", help="Synthetic validation frames when --data is not given."),
+    seed: int = typer.Option(900_000, "--seed", help="Seed of the synthetic validation frames."),
+    json_path: Path = typer.Option(..., "--json", help="Write the profile here."),
+) -> None:
+    """Latency per (model, input size) and accuracy by resized object area, as JSON."""
+    from edgerl.vision.profile_run import profile_detectors
+
+    profile_detectors(
+        [m for m in model.split(",") if m], [int(v) for v in sizes.split(",") if v], json_path,
+        data=data, frames=frames, seed=seed, console=console,
+    )
 
 
 @app.command()
-def synth() -> None:
+def synth(
+    out: Path = typer.Option(..., "--out", help="Output folder (images/ and annotations.json)."),
+    frames: int = typer.Option(4, "--frames", min=1, help="Number of frames."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed."),
+    width: int | None = typer.Option(None, "--width", help="Frame width in pixels (default 3840)."),
+    height: int | None = typer.Option(None, "--height", help="Frame height in pixels (default 2160)."),
+    video: bool = typer.Option(False, "--video", help="A 30 FPS video sequence instead of independent stills."),
+    preset: str = typer.Option("default", "--preset", help="easy, default or hard."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with SynthConfig fields (overrides the preset)."),
+) -> None:
     """Generate synthetic PANDA-like 4K scenes or videos with COCO labels."""
-    _not_landed("edgerl synth")
+    from edgerl.utils.config import config_from_dict, read_yaml_mapping
+    from edgerl.vision.synth import SynthConfig, write_dataset
+
+    if preset not in ("easy", "default", "hard"):
+        raise InputError(f"--preset: {preset!r} is not one of easy, default, hard")
+    base = SynthConfig.preset(preset)
+    if config is not None:
+        data = {**base.model_dump(), **read_yaml_mapping(config)}
+        base = config_from_dict(SynthConfig, data, str(config))
+    if width is not None or height is not None:
+        base = base.resized(width or base.width_px, height or base.height_px)
+    summary = write_dataset(out, frames, seed, base, video=video)
+    console.print(f"wrote {frames} frame(s) to {out}/images and {out}/annotations.json")
+    return summary
 
 
 @app.command()
-def detect() -> None:
+def detect(
+    input: Path = typer.Option(..., "--input", help="An image, a folder of images or a video."),
+    out: Path = typer.Option(..., "--out", help="Output folder (detections.json, summary.json)."),
+    method: str = typer.Option("repose", "--method", help="full, uniform, sahi, remix, meanshift, repose."),
+    model: str | None = typer.Option(None, "--model", help="Detector name or .onnx file (default: built-in family)."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Edge workers E."),
+    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
+    budget_ms: float | None = typer.Option(None, "--budget-ms", help="Latency budget of the fine stage."),
+    conf: float | None = typer.Option(None, "--conf", help="Confidence threshold."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with ReposeConfig fields."),
+    profile: Path | None = typer.Option(None, "--profile", help="Detector profile JSON."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write summary.json here."),
+) -> None:
     """Run a detection method on images or a video."""
-    _not_landed("edgerl detect")
+    from edgerl.repose.pipeline import ReposeConfig
+    from edgerl.repose.runner import (
+        build_method,
+        executor_for,
+        load_profile,
+        profile_with_model,
+        run_on_inputs,
+        with_model,
+    )
+    from edgerl.utils.config import load_config
+    from edgerl.utils.io import write_json
+    from edgerl.utils.rundir import RunDir
+
+    cfg = load_config(ReposeConfig, config, overrides={"n_workers": workers, "budget_ms": budget_ms, "conf_threshold": conf})
+    if not input.exists():
+        raise InputError(f"--input {input}: no such file or folder")
+    prof = None
+    if model is not None:
+        cfg = with_model(cfg, model)
+    if method.split(":")[0] in ("remix", "meanshift", "repose", "repose-parallel", "repose-coarse-full"):
+        prof = load_profile(profile) if (profile is not None or model is None) else None
+        if model is not None:
+            prof = profile_with_model(prof if prof is not None else _maybe_default_profile(), cfg)
+    with executor_for(executor, workers, ray_address) as ex:
+        m = build_method(method, ex, cfg, prof)
+        results, summary = run_on_inputs(input, m, console)
+    rd = RunDir(out)
+    rd.write_config(cfg)
+    write_json(out / "detections.json", results)
+    summary = {"method": method, "executor": executor, "workers": workers, **summary}
+    rd.write_summary(summary, json_path=json_path)
+    console.print(
+        f"{method}: {summary['frames']} frame(s), {summary['detections']} detections, "
+        f"{summary['frames_skipped']} skipped, latency {summary['latency_ms_mean']:.1f} ms mean -> {out}"
+    )
+
+
+def _maybe_default_profile():
+    from edgerl.repose.runner import DEFAULT_PROFILE_PATH, load_profile
+
+    return load_profile() if DEFAULT_PROFILE_PATH.is_file() else None
+
+
+@evaluate_app.command("repose")
+def evaluate_repose(
+    data: Path = typer.Option(..., "--data", help="COCO-format set (e.g. from 'edgerl synth')."),
+    methods: str = typer.Option("uniform,meanshift,repose", "--methods", help="Comma-separated method names."),
+    budget_ms: float | None = typer.Option(None, "--budget-ms", help="Latency budget of the fine stage."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Edge workers E."),
+    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with ReposeConfig fields."),
+    profile: Path | None = typer.Option(None, "--profile", help="Detector profile JSON."),
+    json_path: Path = typer.Option(..., "--json", help="Write the comparison here."),
+) -> None:
+    """Compare methods side by side on a labelled set: AP and latency."""
+    from edgerl.repose.experiment import print_table
+    from edgerl.repose.pipeline import ReposeConfig
+    from edgerl.repose.runner import build_method, evaluate_methods, executor_for, load_profile
+    from edgerl.utils.config import load_config
+    from edgerl.utils.io import write_json
+    from edgerl.vision.datasets import load_dataset
+
+    cfg = load_config(ReposeConfig, config, overrides={"n_workers": workers, "budget_ms": budget_ms})
+    ds = load_dataset(data)
+    names = [m for m in methods.split(",") if m]
+    prof = load_profile(profile)
+    with executor_for(executor, workers, ray_address) as ex:
+        built = {n: build_method(n, ex, cfg, prof) for n in names}
+        table, _ = evaluate_methods(ds, built)
+    result = {"data": str(data), "frames": len(ds), "budget_ms": cfg.budget_ms, "workers": workers, "methods": table}
+    write_json(json_path, result)
+    print_table(table, console)
+
+
+@train_app.command("detector")
+def train_detector_cmd(
+    size: str = typer.Option("n", "--size", help="n, s or m."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with DetectorTrainConfig fields."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config)."),
+    export_to: Path | None = typer.Option(None, "--export-to", help="Also export person_SIZE.onnx into this folder."),
+) -> None:
+    """Train one size of the built-in detector family on synthetic scenes."""
+    from edgerl.utils.config import load_config
+    from edgerl.vision.builtin.export import export_run
+    from edgerl.vision.builtin.train import DetectorTrainConfig, train_detector
+
+    cfg = load_config(DetectorTrainConfig, config, overrides={"size": size, "seed": seed})
+    train_detector(cfg, out, console=console)
+    if export_to is not None:
+        export_run(out, export_to)
+        console.print(f"exported person_{cfg.size}.onnx to {export_to}")
+
+
+@train_app.command("repose")
+def train_repose_cmd(
+    out: Path = typer.Option(..., "--out", help="Run directory (policy.pt is written there)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with ReposeTrainConfig fields."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config)."),
+) -> None:
+    """Train the RL-DCA agent with PPO on coarse detections of synthetic frames."""
+    from edgerl.repose.train import ReposeTrainConfig, train_repose
+    from edgerl.utils.config import load_config
+
+    cfg = load_config(ReposeTrainConfig, config, overrides={"seed": seed})
+    train_repose(cfg, out, console=console)
 
 
 def _system_stub(group: typer.Typer, key: str, label: str, verb: str) -> None:
@@ -117,12 +270,9 @@ def _system_stub(group: typer.Typer, key: str, label: str, verb: str) -> None:
     group.command(key)(_cmd)
 
 
-_system_stub(train_app, "detector", "the built-in detector family", "train")
-for _key, _label in SYSTEMS.items():
-    _system_stub(train_app, _key, _label, "train")
-_system_stub(evaluate_app, "repose", SYSTEMS["repose"], "evaluate")
+for _key in ("cerl", "hcmappo", "streaming"):
+    _system_stub(train_app, _key, SYSTEMS[_key], "train")
 for _name, _label in {
-    "repose-compare": "RE-POSE comparison",
     "cerl-convergence": "CERL convergence",
     "hcmappo-compare": "HC-MAPPO-L comparison",
     "streaming-table3": "streaming perception table 3",

@@ -92,6 +92,28 @@ def config_from_dict(cls: type[C], data: dict[str, Any] | None, source: str = "c
         raise InputError(format_validation_error(exc, source, cls)) from None
 
 
+def read_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping; ``InputError`` naming the file otherwise."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: config file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory, expected a YAML file") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{p}: not valid YAML{where}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InputError(f"{p}: top level must be a mapping of fields, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(
     cls: type[C], path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
 ) -> C:
@@ -105,25 +127,8 @@ def load_config(
     data: dict[str, Any] = {}
     source = "config"
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"{p}: config file not found") from None
-        except IsADirectoryError:
-            raise InputError(f"{p}: is a directory, expected a YAML file") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise InputError(f"{p}: not valid YAML{where}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise InputError(f"{p}: top level must be a mapping of fields, got {type(loaded).__name__}")
-        data = loaded
+        source = str(path)
+        data = read_yaml_mapping(path)
     if overrides:
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     return config_from_dict(cls, data, source)

@@ -1,7 +1,7 @@
 """Object detectors behind one interface: ``detect(images) -> list[Detections]``.
 
-``load_detector(spec)`` builds one from a specification string (for now a path to a YOLOv8 or
-YOLOX ``.onnx`` export).
+``load_detector(spec)`` builds one from a specification string (a built-in name such as
+``person_s`` or a path to a YOLOv8 or YOLOX ``.onnx`` export).
 """
 
 from edgerl.vision.detectors.base import COCO_CLASS_NAMES, TIMING_KEYS, Detector
@@ -15,6 +15,7 @@ from edgerl.vision.detectors.onnx_backend import (
     nms_class_aware,
     num_anchors,
     preprocess,
+    resolve_model,
     unletterbox_boxes,
     yolox_grid,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "nms_class_aware",
     "num_anchors",
     "preprocess",
+    "resolve_model",
     "unletterbox_boxes",
     "yolox_grid",
 ]

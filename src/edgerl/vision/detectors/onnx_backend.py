@@ -691,11 +691,43 @@ def _imgsz_from_metadata(model) -> tuple[int, int] | None:
     return None
 
 
+def resolve_model(spec: str | Path) -> Path:
+    """The ONNX file a detector specification names.
+
+    ``person_n`` / ``person_s`` / ``person_m`` (or ``builtin:n`` ...) name the built-in family;
+    anything else is a path to an ``.onnx`` file.
+
+    Raises:
+        InputError: unknown name, or a built-in file that is absent.
+    """
+    text = str(spec)
+    size = None
+    if text.startswith("builtin:"):
+        size = text.split(":", 1)[1]
+    elif text.startswith("person_") and not text.endswith(".onnx") and "/" not in text:
+        size = text[len("person_") :]
+    if size is not None:
+        from edgerl.vision.builtin import builtin_model_path
+
+        path = builtin_model_path(size)
+        if not path.is_file():
+            raise InputError(f"built-in detector {text!r}: {path} is missing (train it with 'edgerl train detector')")
+        return path
+    path = Path(spec)
+    if path.suffix.lower() == ".onnx" or path.is_file():
+        return path
+    raise InputError(
+        f"unknown detector {text!r}: expected person_n, person_s, person_m or a path to an .onnx file "
+        "(YOLOv8 or YOLOX export)"
+    )
+
+
 def load_detector(spec: str | Path, **kwargs) -> Detector:
     """Build a detector from a specification string.
 
     Args:
-        spec: Path to an ``.onnx`` file (YOLOv8 or YOLOX export).
+        spec: a built-in name (``person_n``, ``person_s``, ``person_m``) or a path to an ``.onnx``
+            file (YOLOv8 or YOLOX export).
         **kwargs: Passed to the detector's constructor (e.g. ``input_size``, ``conf_threshold``).
 
     Returns:
@@ -704,9 +736,4 @@ def load_detector(spec: str | Path, **kwargs) -> Detector:
     Raises:
         InputError: ``spec`` names no known detector or the file is not usable.
     """
-    path = Path(spec)
-    if path.suffix.lower() == ".onnx" or path.is_file():
-        return OnnxDetector(path, **kwargs)
-    raise InputError(
-        f"unknown detector {str(spec)!r}: expected a path to an .onnx file (YOLOv8 or YOLOX export)"
-    )
+    return OnnxDetector(resolve_model(spec), **kwargs)
