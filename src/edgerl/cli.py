@@ -262,6 +262,39 @@ def train_repose_cmd(
     train_repose(cfg, out, console=console)
 
 
+@experiment_app.command("repose-fig3")
+def experiment_fig3(
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    preset: str = typer.Option("quick", "--preset", help="quick or paper."),
+) -> None:
+    """RE-POSE accuracy vs latency over several budgets (paper Fig. 3)."""
+    from edgerl.repose.experiment import run_experiment
+
+    run_experiment("repose-fig3", out, preset, console=console)
+
+
+@experiment_app.command("repose-fig4")
+def experiment_fig4(
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    preset: str = typer.Option("quick", "--preset", help="quick or paper."),
+) -> None:
+    """RE-POSE coarse-detection ablation (paper Fig. 4)."""
+    from edgerl.repose.experiment import run_experiment
+
+    run_experiment("repose-fig4", out, preset, console=console)
+
+
+@experiment_app.command("repose-fig5")
+def experiment_fig5(
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    preset: str = typer.Option("quick", "--preset", help="quick or paper."),
+) -> None:
+    """RE-POSE clustering ablation: MeanShift vs RL-DCA (paper Fig. 5)."""
+    from edgerl.repose.experiment import run_experiment
+
+    run_experiment("repose-fig5", out, preset, console=console)
+
+
 def _system_stub(group: typer.Typer, key: str, label: str, verb: str) -> None:
     def _cmd() -> None:
         _not_landed(f"edgerl {verb} {key} ({label})")
