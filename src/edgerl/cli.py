@@ -170,15 +170,21 @@ def detect(
     if not input.exists():
         raise InputError(f"--input {input}: no such file or folder")
     prof = None
+    category_ids = None
     if model is not None:
         cfg = with_model(cfg, model)
+        from edgerl.vision.detectors import load_detector
+        from edgerl.vision.metrics import COCO_CATEGORY_IDS
+
+        if len(load_detector(model, input_size=int(cfg.options[0].rsplit("@", 1)[1])).class_names) == 80:
+            category_ids = COCO_CATEGORY_IDS
     if method.split(":")[0] in ("remix", "meanshift", "repose", "repose-parallel", "repose-coarse-full"):
         prof = load_profile(profile) if (profile is not None or model is None) else None
         if model is not None:
             prof = profile_with_model(prof if prof is not None else _maybe_default_profile(), cfg)
     with executor_for(executor, workers, ray_address) as ex:
         m = build_method(method, ex, cfg, prof)
-        results, summary = run_on_inputs(input, m, console)
+        results, summary = run_on_inputs(input, m, console, category_ids)
     rd = RunDir(out)
     rd.write_config(cfg)
     write_json(out / "detections.json", results)

@@ -86,9 +86,29 @@ def build_method(
     raise InputError(f"method {name!r}: expected one of {', '.join(METHODS)}")
 
 
+def accepted_sizes(model: str, sizes: Sequence[int]) -> list[int]:
+    """The input sizes among ``sizes`` that a detector file accepts (static exports accept one)."""
+    from edgerl.vision.detectors import load_detector
+
+    ok, last_err = [], None
+    for s in sorted(int(v) for v in sizes):
+        try:
+            load_detector(model, input_size=s, intra_op_threads=1)
+        except InputError as exc:
+            last_err = exc
+            continue
+        ok.append(s)
+    if not ok:
+        native = load_detector(model, intra_op_threads=1).input_size
+        if native[0] == native[1] and native[0] % 32 == 0:
+            return [int(native[0])]
+        raise InputError(f"{model}: runs at none of the sizes {list(sizes)} ({last_err})")
+    return ok
+
+
 def with_model(cfg: ReposeConfig, model: str, sizes: Sequence[int] = (640, 960, 1280)) -> ReposeConfig:
-    """Settings that use one user-given detector (e.g. a YOLOv8 export) at several input sizes."""
-    sizes = sorted(int(s) for s in sizes)
+    """Settings that use one user-given detector (e.g. a YOLOv8 export) at the sizes it accepts."""
+    sizes = accepted_sizes(model, sizes)
     return cfg.model_copy(
         update={
             "options": [f"{model}@{s}" for s in sizes],
@@ -229,14 +249,20 @@ def evaluate_methods(
     return out, frames
 
 
-def detections_to_coco(name: str, det: Detections, image_id: int | None = None) -> list[dict[str, Any]]:
-    """COCO results entries for one frame (category 1 = person for class 0)."""
+def detections_to_coco(
+    name: str, det: Detections, image_id: int | None = None, category_ids: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """COCO results entries for one frame.
+
+    ``category_ids[c]`` is the category id of class ``c`` (COCO's 80-class ids for COCO
+    detectors); without it class ``c`` becomes category ``c + 1`` (person = 1).
+    """
     rows = []
     for b, s, c in zip(det.boxes, det.scores, det.classes):
         entry: dict[str, Any] = {"file_name": name} if image_id is None else {"image_id": int(image_id)}
         entry.update(
             {
-                "category_id": int(c) + 1,
+                "category_id": int(category_ids[int(c)]) if category_ids is not None else int(c) + 1,
                 "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
                 "score": float(s),
             }
@@ -249,6 +275,7 @@ def run_on_inputs(
     inputs: str | os.PathLike[str],
     method: Callable[[np.ndarray], FrameResult],
     console: Any = None,
+    category_ids: Sequence[int] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run one method over an image, folder or video; bad frames are skipped and counted."""
     results: list[dict[str, Any]] = []
@@ -265,7 +292,7 @@ def run_on_inputs(
         r = method(img)
         n += 1
         times.append(r.timings_ms["total"])
-        results.extend(detections_to_coco(name, r.detections))
+        results.extend(detections_to_coco(name, r.detections, category_ids=category_ids))
     summary = {
         "frames": n,
         "frames_skipped": len(skipped),
