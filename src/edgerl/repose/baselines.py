@@ -35,6 +35,7 @@ from edgerl.repose.pipeline import (
     _Base,
     nms_merge,
     parse_option,
+    resized_area_factor,
     run_blocks,
 )
 from edgerl.runtime.base import DetectTask, Executor
@@ -646,12 +647,10 @@ class RemixPlanner(_Base):
         mass = np.stack([np.sum([c[1] for c in p], axis=0) for p in parts])  # (K, B)
         _, centres = _area_bins()
         area = 2.0**centres  # (B,)
-        long_side = np.maximum(blocks[:, 2] - blocks[:, 0], blocks[:, 3] - blocks[:, 1]).astype(
-            float
-        )
         values = np.zeros((len(parts), len(self.options)))
         for j, (model, size) in enumerate(self.options):
-            resized = area[None, :] * (size / long_side[:, None]) ** 2  # (K, B)
+            fac = resized_area_factor(blocks, size, self.cfg.block_resize, self.cfg.max_upscale)
+            resized = area[None, :] * fac[:, None]  # (K, B)
             acc = self.profile.accuracy[model].value(resized, self.cfg.accuracy_kind)
             values[:, j] = (mass * acc).sum(axis=1)
         return RemixCandidate(name, blocks, cores, values, mass.sum(axis=1))
@@ -736,7 +735,14 @@ class RemixPlanner(_Base):
         plan = self.plan((w, h))
         t1 = time.perf_counter()
         fine = run_blocks(
-            frame, plan.blocks, plan.options, self.executor, self.cfg.conf_threshold, plan.workers
+            frame,
+            plan.blocks,
+            plan.options,
+            self.executor,
+            self.cfg.conf_threshold,
+            plan.workers,
+            self.cfg.block_resize,
+            self.cfg.max_upscale,
         )
         out = nms_merge(fine, self.cfg.nms_iou)
         t2 = time.perf_counter()

@@ -76,6 +76,12 @@ class ReposeConfig(Config):
     planner: str = Field("sum", pattern="^(sum|parallel)$", description="sum (paper eq. (22)) or parallel (makespan).")
     on_infeasible: str = Field("cheapest", pattern="^(error|cheapest)$", description="Budget below the cheapest plan.")
     accuracy_kind: str = Field("recall", pattern="^(recall|precision)$", description="p_j used by the planner.")
+    block_resize: str = Field(
+        "area", pattern="^(area|letterbox)$",
+        description="area: a block run at size S is resized to about S*S pixels keeping its aspect "
+        "(paper eq. (17)); letterbox: its long side is resized to S on an S x S canvas.",
+    )
+    max_upscale: float = Field(2.0, ge=1.0, description="Largest enlargement of a block (area resize).")
     block_margin_px: float = Field(24.0, ge=0, description="Margin around each cluster's detections.")
     block_min_px: int = Field(96, ge=16, description="Smallest block side.")
     uniform_grid: int = Field(2, ge=1, description="Uniform baseline: grid side (2 = 2x2).")
@@ -94,6 +100,30 @@ def nms_merge(det: Detections, iou: float) -> Detections:
     return det.select(np.asarray(keep, dtype=np.int64))
 
 
+def area_input_hw(block_w: float, block_h: float, size: int, max_upscale: float = 2.0) -> tuple[int, int]:
+    """Network input (h, w) for a block run at size S under area resizing.
+
+    The block keeps its aspect ratio and is scaled by ``f = min(S / sqrt(W H), max_upscale)``,
+    so it covers about S*S input pixels (the cost the latency profile measured); both sides
+    are rounded to multiples of 32 (at least 32).
+    """
+    f = min(size / max(np.sqrt(float(block_w) * float(block_h)), 1.0), max_upscale)
+    return max(32, int(round(block_h * f / 32.0)) * 32), max(32, int(round(block_w * f / 32.0)) * 32)
+
+
+def resized_area_factor(blocks: np.ndarray, size: int, resize: str = "letterbox", max_upscale: float = 2.0) -> np.ndarray:
+    """Factor turning an object's area in frame pixels into its area at the network input, per block.
+
+    ``area``: ``min(S^2 / (W H), max_upscale^2)`` (paper eq. (17): A * S^2 / (W H));
+    ``letterbox``: ``(S / max(W, H))^2``.
+    """
+    b = np.asarray(blocks, float).reshape(-1, 4)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    if resize == "area":
+        return np.minimum(size**2 / np.maximum(w * h, 1.0), max_upscale**2)
+    return (size / np.maximum(np.maximum(w, h), 1.0)) ** 2
+
+
 def run_blocks(
     frame: np.ndarray,
     blocks: np.ndarray,
@@ -101,8 +131,13 @@ def run_blocks(
     executor: Executor,
     conf: float,
     workers: Sequence[int | None] | None = None,
+    resize: str = "letterbox",
+    max_upscale: float = 2.0,
 ) -> Detections:
-    """Detect on every block with its option through the executor; boxes mapped to the frame."""
+    """Detect on every block with its option through the executor; boxes mapped to the frame.
+
+    ``resize`` chooses how a block meets the network input (see :func:`area_input_hw`).
+    """
     if len(blocks) == 0:
         return Detections.empty()
     tasks = []
@@ -110,7 +145,10 @@ def run_blocks(
         x0, y0, x1, y1 = (int(v) for v in b)
         crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
         w = None if workers is None else workers[i]
-        tasks.append(DetectTask(i, crop, model, int(size), float(conf), w))
+        isz: int | tuple[int, int] = int(size)
+        if resize == "area":
+            isz = area_input_hw(x1 - x0, y1 - y0, int(size), max_upscale)
+        tasks.append(DetectTask(i, crop, model, isz, float(conf), w))
     results = executor.run(tasks)
     out = []
     for r in results:
@@ -131,16 +169,18 @@ def plan_values(
     blocks: np.ndarray,
     areas: Sequence[np.ndarray],
     kind: str = "recall",
+    resize: str = "letterbox",
+    max_upscale: float = 2.0,
 ) -> np.ndarray:
     """P_ij (eq. (17)): mean accuracy of option j over the objects expected in block i.
 
-    The resized area of an object of area A in a block of size W x H run at input size S is
-    A * (S / max(W, H))^2: our detectors letterbox the block, keeping its aspect ratio.
+    The resized area of an object of area A is A times :func:`resized_area_factor` of its
+    block (A * S^2 / (W H) under area resizing, as in the paper).
     """
     k = len(blocks)
     vals = np.zeros((k, len(options)))
-    long_side = np.maximum(blocks[:, 2] - blocks[:, 0], blocks[:, 3] - blocks[:, 1]).astype(float)
     for j, (model, size) in enumerate(options):
+        fac = resized_area_factor(blocks, size, resize, max_upscale)
         acc = profile.accuracy.get(model)
         if acc is None:
             raise InputError(f"detector profile has no accuracy for {model}; profiled: {sorted(profile.accuracy)}")
@@ -148,7 +188,7 @@ def plan_values(
             a = areas[i]
             if len(a) == 0:
                 continue
-            vals[i, j] = float(np.mean(acc.value(a * (size / long_side[i]) ** 2, kind)))
+            vals[i, j] = float(np.mean(acc.value(a * fac[i], kind)))
     return vals
 
 
@@ -158,6 +198,10 @@ class _Base:
     def __init__(self, executor: Executor, cfg: ReposeConfig) -> None:
         self.executor = executor
         self.cfg = cfg
+
+    @property
+    def _rs(self) -> tuple[str, float]:
+        return self.cfg.block_resize, self.cfg.max_upscale
 
     def __call__(self, frame: np.ndarray) -> FrameResult:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -175,7 +219,7 @@ class FullFrame(_Base):
         t0 = time.perf_counter()
         h, w = frame.shape[:2]
         blocks = np.array([[0, 0, w, h]], np.int64)
-        det = run_blocks(frame, blocks, [self.option], self.executor, self.cfg.conf_threshold)
+        det = run_blocks(frame, blocks, [self.option], self.executor, self.cfg.conf_threshold, None, *self._rs)
         det = nms_merge(det, self.cfg.nms_iou)
         ms = (time.perf_counter() - t0) * 1e3
         return FrameResult(det, {"fine": ms, "total": ms}, blocks, (self.option,))
@@ -196,7 +240,7 @@ class Uniform(_Base):
         g = self.cfg.uniform_grid
         blocks = uniform_blocks((w, h), g, g, self.cfg.uniform_overlap)
         opts = [self.option] * len(blocks)
-        det = run_blocks(frame, blocks, opts, self.executor, self.cfg.conf_threshold)
+        det = run_blocks(frame, blocks, opts, self.executor, self.cfg.conf_threshold, None, *self._rs)
         det = nms_merge(det, self.cfg.nms_iou)
         ms = (time.perf_counter() - t0) * 1e3
         return FrameResult(det, {"fine": ms, "total": ms}, blocks, tuple(opts))
@@ -243,7 +287,7 @@ class Repose(_Base):
         else:
             blocks = coarse_blocks((w, h), self.cfg)
         opts = [self.coarse_option] * len(blocks)
-        det = run_blocks(frame, blocks, opts, self.executor, self.cfg.coarse_conf)
+        det = run_blocks(frame, blocks, opts, self.executor, self.cfg.coarse_conf, None, *self._rs)
         return nms_merge(det, self.cfg.nms_iou)
 
     def cluster(self, det: Detections, frame_wh: tuple[int, int]) -> np.ndarray:
@@ -254,7 +298,7 @@ class Repose(_Base):
 
     def plan(self, det: Detections, labels: np.ndarray, blocks: np.ndarray) -> tuple[list[tuple[str, int]], list, dict]:
         areas = cluster_areas(det.boxes, labels)  # same (increasing label) order as the blocks
-        values = plan_values(self.profile, self.options, blocks, areas, self.cfg.accuracy_kind)
+        values = plan_values(self.profile, self.options, blocks, areas, self.cfg.accuracy_kind, *self._rs)
         lat = np.broadcast_to(self.latency, values.shape)
         if self.cfg.planner == "sum":
             plan = solve_mckp(values, lat, self.cfg.budget_ms, on_infeasible=self.cfg.on_infeasible)
@@ -283,7 +327,7 @@ class Repose(_Base):
         opts, workers, info = self.plan(det, labels, blocks)
         t3 = time.perf_counter()
         t["plan"] = (t3 - t2) * 1e3
-        fine = run_blocks(frame, blocks, opts, self.executor, self.cfg.conf_threshold, workers)
+        fine = run_blocks(frame, blocks, opts, self.executor, self.cfg.conf_threshold, workers, *self._rs)
         out = nms_merge(fine, self.cfg.nms_iou)
         t4 = time.perf_counter()
         t["fine"] = (t4 - t3) * 1e3

@@ -109,8 +109,13 @@ def accepted_sizes(model: str, sizes: Sequence[int]) -> list[int]:
 def with_model(cfg: ReposeConfig, model: str, sizes: Sequence[int] = (640, 960, 1280)) -> ReposeConfig:
     """Settings that use one user-given detector (e.g. a YOLOv8 export) at the sizes it accepts."""
     sizes = accepted_sizes(model, sizes)
+    from edgerl.vision.detectors import load_detector
+
+    dynamic = getattr(load_detector(model, input_size=sizes[0], intra_op_threads=1), "dynamic_input", False)
     return cfg.model_copy(
         update={
+            # a fixed-size export can only letterbox its blocks onto its one input size
+            "block_resize": cfg.block_resize if dynamic else "letterbox",
             "options": [f"{model}@{s}" for s in sizes],
             "coarse_option": f"{model}@{sizes[0]}",
             "uniform_option": f"{model}@{sizes[0]}",

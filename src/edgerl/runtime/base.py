@@ -29,7 +29,7 @@ class DetectTask:
         task_id: caller's id, echoed in the result.
         image: RGB uint8 (H, W, 3) block.
         model: detector key understood by the worker's factory (a file path or built-in name).
-        input_size: network input size (long side, pixels) to run the model at.
+        input_size: network input: an int S (square S x S, letterboxed) or ``(height, width)``.
         conf_threshold: confidence threshold.
         worker: worker index to run on, or None to let the executor choose.
     """
@@ -37,7 +37,7 @@ class DetectTask:
     task_id: int
     image: np.ndarray
     model: str
-    input_size: int
+    input_size: int | tuple[int, int]
     conf_threshold: float = 0.25
     worker: int | None = None
 
@@ -88,11 +88,11 @@ class Executor(Protocol):
         ...
 
 
-DetectorFactory = Callable[[str, int, float], Any]
+DetectorFactory = Callable[[str, Any, float], Any]
 """``factory(model, input_size, conf_threshold) -> Detector``; must be picklable for Ray."""
 
 
-def default_detector_factory(model: str, input_size: int, conf_threshold: float) -> Any:
+def default_detector_factory(model: str, input_size: Any, conf_threshold: float) -> Any:
     """Build a detector through the vision layer's loader."""
     from edgerl.vision.detectors import load_detector
 
@@ -123,15 +123,28 @@ class WorkerState:
         self.link_bandwidth_bps = link_bandwidth_bps
         self.fail_after_tasks = fail_after_tasks
         self.done = 0
-        self._detectors: dict[tuple[str, int, float], Any] = {}
+        self._detectors: dict[tuple[Any, ...], Any] = {}
 
-    def detector(self, model: str, input_size: int, conf: float) -> Any:
-        key = (model, int(input_size), float(conf))
-        det = self._detectors.get(key)
+    def detector(self, model: str, input_size: Any, conf: float) -> Any:
+        """A cached detector for (model, size, conf); one session serves every input size
+        when the detector accepts a per-call input size (``dynamic_input``)."""
+        hw = (input_size, input_size) if isinstance(input_size, (int, np.integer)) else tuple(input_size)
+        hw = (int(hw[0]), int(hw[1]))
+        base = self._detectors.get((model, float(conf)))
+        if base is not None and getattr(base, "dynamic_input", False):
+            return base
+        det = self._detectors.get((model, hw, float(conf)))
         if det is None:
-            det = self.factory(model, int(input_size), float(conf))
-            self._detectors[key] = det
+            det = self.factory(model, hw if hw[0] != hw[1] else hw[0], float(conf))
+            self._detectors[(model, hw, float(conf))] = det
+            self._detectors.setdefault((model, float(conf)), det)
         return det
+
+    def _detect(self, det: Any, image: np.ndarray, input_size: Any) -> Detections:
+        if getattr(det, "dynamic_input", False):
+            hw = (input_size, input_size) if isinstance(input_size, (int, np.integer)) else tuple(input_size)
+            return det.detect_timed([image], input_hw=hw)[0][0]
+        return det.detect([image])[0]
 
     def run(self, task: DetectTask) -> tuple[Detections, float, float]:
         """Run one task; returns (detections, compute_ms, transfer_ms)."""
@@ -143,7 +156,7 @@ class WorkerState:
             time.sleep(transfer_ms / 1e3)
         det = self.detector(task.model, task.input_size, task.conf_threshold)
         t0 = time.perf_counter()
-        out = det.detect([task.image])[0]
+        out = self._detect(det, task.image, task.input_size)
         compute_ms = (time.perf_counter() - t0) * 1e3
         self.done += 1
         return out, compute_ms, transfer_ms

@@ -633,11 +633,16 @@ class OnnxDetector(Detector):
         return self._batch
 
     def _postprocess(
-        self, output: np.ndarray, scale: float, pad: tuple[int, int], image_hw: tuple[int, int]
+        self,
+        output: np.ndarray,
+        scale: float,
+        pad: tuple[int, int],
+        image_hw: tuple[int, int],
+        input_hw: tuple[int, int] | None = None,
     ) -> Detections:
         if self.layout == "yolox":
             boxes, scores, cls = decode_yolox(
-                output, self._input_hw, STRIDES, self.conf_threshold, self.classes
+                output, input_hw or self._input_hw, STRIDES, self.conf_threshold, self.classes
             )
         else:
             boxes, scores, cls = decode_yolov8(output, self.conf_threshold, self.classes)
@@ -649,14 +654,33 @@ class OnnxDetector(Detector):
             unletterbox_boxes(boxes[keep], scale, pad, image_hw), scores[keep], cls[keep]
         )
 
+    @property
+    def dynamic_input(self) -> bool:
+        """Whether the session accepts any input size (multiples of 32) per call."""
+        return self._static_hw is None or self._resized
+
     def detect_timed(
-        self, images: Sequence[np.ndarray]
+        self, images: Sequence[np.ndarray], input_hw: tuple[int, int] | None = None
     ) -> tuple[list[Detections], dict[str, float]]:
-        """Detect objects and time the stages; see :meth:`Detector.detect_timed`."""
+        """Detect objects and time the stages; see :meth:`Detector.detect_timed`.
+
+        Args:
+            images: RGB uint8 images.
+            input_hw: network input (height, width) for this call instead of ``input_size``
+                (multiples of 32; only for models whose input size is not fixed).
+        """
         imgs = check_images(images, self.name)
         timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
         results: list[Detections] = []
-        h, w = self._input_hw
+        if input_hw is not None:
+            input_hw = _as_hw(input_hw, "input_hw")
+            if input_hw != self._input_hw and not self.dynamic_input:
+                raise InputError(
+                    f"{self.name}: cannot run at input size {input_hw[0]}x{input_hw[1]}: "
+                    f"it accepts only {self._input_hw[0]}x{self._input_hw[1]}"
+                )
+        run_hw = input_hw or self._input_hw
+        h, w = run_hw
         for start in range(0, len(imgs), self._batch):
             group = imgs[start : start + self._batch]
             t0 = now_ms()
@@ -664,13 +688,13 @@ class OnnxDetector(Detector):
             batch = np.zeros((rows, 3, h, w), np.float32)
             metas = []
             for k, img in enumerate(group):
-                batch[k], scale, pad = preprocess(img, self._input_hw, self.layout)
+                batch[k], scale, pad = preprocess(img, run_hw, self.layout)
                 metas.append((scale, pad, img.shape[:2]))
             t1 = now_ms()
             out = self._run(batch)
             t2 = now_ms()
             for k, (scale, pad, hw) in enumerate(metas):
-                results.append(self._postprocess(out[k], scale, pad, hw))
+                results.append(self._postprocess(out[k], scale, pad, hw, run_hw))
             t3 = now_ms()
             timings["preprocess"] += t1 - t0
             timings["inference"] += t2 - t1
