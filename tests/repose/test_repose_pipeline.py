@@ -112,3 +112,47 @@ def test_bad_inputs() -> None:
         from edgerl.utils.config import config_from_dict
 
         config_from_dict(ReposeConfig, {"planner": "max"})
+
+
+def test_area_input_hw_golden() -> None:
+    from edgerl.repose.pipeline import area_input_hw
+
+    # 1280x720 block at S=640: f = 640 / sqrt(921600) = 0.6667 -> 480 x 853.3 -> (480, 864) after rounding to 32
+    assert area_input_hw(1280, 720, 640) == (480, 864)
+    # a tiny block is enlarged at most max_upscale times: 100x50 at S=640 -> f = 2 -> (96, 192)
+    assert area_input_hw(100, 50, 640, max_upscale=2.0) == (96, 192)
+    # never below one stride: 3840x10 at S=64: f = 64 / sqrt(38400) = 0.3266 -> w = 1254.2 -> 1248, h -> 32
+    assert area_input_hw(3840, 10, 64, max_upscale=1.0) == (32, 1248)
+
+
+def test_resized_area_factor_golden() -> None:
+    from edgerl.repose.pipeline import resized_area_factor
+
+    blocks = np.array([[0, 0, 1280, 720], [0, 0, 100, 50]])
+    # area: S^2 / (W H) (paper eq. (17)), capped at max_upscale^2
+    assert resized_area_factor(blocks, 640, "area", 2.0) == pytest.approx([640**2 / (1280 * 720), 4.0])
+    # letterbox: (S / max(W, H))^2
+    assert resized_area_factor(blocks, 640, "letterbox") == pytest.approx([(640 / 1280) ** 2, (640 / 100) ** 2])
+
+
+def test_area_resize_tasks_reach_workers() -> None:
+    """The executor receives (h, w) inputs under area resizing and S under letterbox."""
+    from edgerl.repose.pipeline import run_blocks
+
+    seen = []
+
+    class _Spy:
+        n_workers = 1
+
+        def run(self, tasks):
+            seen.extend(t.input_size for t in tasks)
+            from edgerl.runtime.base import TaskResult
+            from edgerl.vision.detections import Detections
+
+            return [TaskResult(t.task_id, 0, Detections.empty(), 0.0) for t in tasks]
+
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    blocks = np.array([[0, 0, 1280, 720]])
+    run_blocks(frame, blocks, [("m", 640)], _Spy(), 0.1, resize="area")
+    run_blocks(frame, blocks, [("m", 640)], _Spy(), 0.1, resize="letterbox")
+    assert seen == [(480, 864), 640]
