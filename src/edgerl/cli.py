@@ -166,6 +166,10 @@ def detect(
     from edgerl.utils.io import write_json
     from edgerl.utils.rundir import RunDir
 
+    from edgerl.repose.runner import METHODS
+
+    if method.split(":")[0] not in METHODS:
+        raise InputError(f"--method: method {method!r} is not one of {', '.join(METHODS)}")
     cfg = load_config(ReposeConfig, config, overrides={"n_workers": workers, "budget_ms": budget_ms, "conf_threshold": conf})
     if not input.exists():
         raise InputError(f"--input {input}: no such file or folder")
