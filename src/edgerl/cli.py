@@ -155,6 +155,7 @@ def detect(
     """Run a detection method on images or a video."""
     from edgerl.repose.pipeline import ReposeConfig
     from edgerl.repose.runner import (
+        METHODS,
         build_method,
         executor_for,
         load_profile,
@@ -165,8 +166,6 @@ def detect(
     from edgerl.utils.config import load_config
     from edgerl.utils.io import write_json
     from edgerl.utils.rundir import RunDir
-
-    from edgerl.repose.runner import METHODS
 
     if method.split(":")[0] not in METHODS:
         raise InputError(f"--method: method {method!r} is not one of {', '.join(METHODS)}")

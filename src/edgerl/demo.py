@@ -1,22 +1,24 @@
 """``edgerl demo``: the main job, offline, on built-in defaults.
 
-The demo profiles the DNN model zoo layer by layer and, for one edge device and one edge
-server joined by a wireless uplink, finds the delay-optimal split point of each model
-(device compute + upload + server compute), writing a run directory with the resolved
-config, one metrics row per (model, split) and a summary.
+A short synthetic 4K clip (seeds never used in training) goes through RE-POSE with E local
+edge workers and through the uniform 2x2 baseline, with the same built-in detectors and
+executor. The demo prints a comparison table (AP and latency per frame), writes an annotated
+frame (RE-POSE's blocks and detections) as PNG, and a run directory with the resolved
+config, per-frame metrics and summary.json.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from pydantic import Field
 from rich.console import Console
-from rich.table import Table
 
+from edgerl.repose.pipeline import FrameResult, ReposeConfig
 from edgerl.utils.config import Config, load_config
-from edgerl.utils.errors import InputError
 from edgerl.utils.rundir import RunDir
 from edgerl.utils.seeding import seed_everything
 
@@ -24,39 +26,64 @@ from edgerl.utils.seeding import seed_everything
 class DemoConfig(Config):
     """Settings of the demo."""
 
-    seed: int = Field(0, ge=0, description="Seed for everything random.")
-    models: list[str] = Field(
-        default_factory=lambda: ["lenet7", "vgg16", "resnet18", "resnet50", "cerl8"],
-        min_length=1,
-        description="Zoo models to profile and split.",
+    seed: int = Field(0, ge=0, description="Seed of everything random (the clip uses clip_seed).")
+    clip_seed: int = Field(750_000, ge=0, description="Seed of the synthetic clip (held out from training).")
+    frames: int = Field(4, ge=1, le=300, description="Frames in the clip (30 FPS).")
+    width_px: int = Field(3840, ge=64, description="Frame width.")
+    height_px: int = Field(2160, ge=64, description="Frame height.")
+    methods: list[str] = Field(
+        default_factory=lambda: ["uniform", "repose"], min_length=1, description="Methods to compare."
     )
-    device_flops_per_s: float = Field(50e9, gt=0, description="Device compute speed.")
-    server_flops_per_s: float = Field(1000e9, gt=0, description="Edge server compute speed.")
-    bandwidth_hz: float = Field(20e6, gt=0, description="Uplink bandwidth.")
-    tx_power_dbm: float = Field(23.0, ge=-30, le=50, description="Device transmit power.")
-    distance_m: float = Field(200.0, gt=0, description="Device to server distance.")
-    noise_figure_db: float = Field(6.0, ge=0, description="Receiver noise figure.")
-    shadowing_std_db: float = Field(8.0, ge=0, description="Log-normal shadowing std.")
+    executor: str = Field("local", pattern="^(local|ray)$", description="Executor kind.")
+    repose: ReposeConfig = Field(default_factory=ReposeConfig, description="RE-POSE and baseline settings.")
 
 
-def _split_delays(profile, rate_bps: float, cfg: DemoConfig) -> list[dict]:
-    rows = []
-    for sp in profile.splits:
-        dev_s = sp.device_flops / cfg.device_flops_per_s
-        up_s = sp.upload_bytes * 8 / rate_bps
-        srv_s = sp.edge_flops / cfg.server_flops_per_s
-        rows.append(
-            {
-                "model": profile.model,
-                "z": sp.z,
-                "device_s": dev_s,
-                "upload_s": up_s,
-                "server_s": srv_s,
-                "delay_s": dev_s + up_s + srv_s,
-                "upload_bytes": sp.upload_bytes,
-            }
-        )
-    return rows
+def make_clip(cfg: DemoConfig) -> list[Any]:
+    """The clip as dataset samples: video frames with persons, crowds and posters as ignore regions."""
+    from edgerl.vision.datasets import Sample
+    from edgerl.vision.synth import SynthConfig, render_video
+
+    sc = SynthConfig()
+    if (cfg.width_px, cfg.height_px) != (sc.width_px, sc.height_px):
+        sc = sc.resized(cfg.width_px, cfg.height_px)
+    out = []
+    for i, s in enumerate(render_video(sc, cfg.frames, np.random.default_rng(cfg.clip_seed))):
+        keep = (s.visible >= 0.1) & ~s.iscrowd
+        ignore = np.concatenate([s.ignore.reshape(-1, 4), s.boxes[~keep]]).astype(np.float32)
+        out.append(Sample(None, s.image, s.image.shape[1], s.image.shape[0], s.boxes[keep], np.zeros(int(keep.sum()), np.int64), ignore, i + 1))
+    return out
+
+
+def annotate(image: np.ndarray, result: FrameResult, max_width: int = 1920) -> np.ndarray:
+    """RE-POSE's blocks (with their detector option) and detections drawn on a frame (RGB)."""
+    import cv2
+
+    img = image.copy()
+    for b, (model, size) in zip(result.blocks, result.options):
+        x0, y0, x1, y1 = (int(v) for v in b)
+        cv2.rectangle(img, (x0, y0), (x1, y1), (255, 200, 0), 6)
+        cv2.putText(img, f"{model}@{size}", (x0 + 8, y0 + 40), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (255, 200, 0), 3)
+    for b, s in zip(result.detections.boxes, result.detections.scores):
+        if s < 0.3:
+            continue
+        x0, y0, x1, y1 = (int(v) for v in b)
+        cv2.rectangle(img, (x0, y0), (x1, y1), (255, 0, 60), 3)
+    h, w = img.shape[:2]
+    if w > max_width:
+        img = cv2.resize(img, (max_width, int(round(h * max_width / w))), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
+    """Encode an RGB image as PNG and write it atomically."""
+    import cv2
+
+    from edgerl.utils.io import atomic_write_bytes
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 RGB image
+        raise RuntimeError("PNG encoding failed")
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 def run_demo(
@@ -65,59 +92,66 @@ def run_demo(
     json_path: str | os.PathLike[str] | None = None,
     config_path: str | os.PathLike[str] | None = None,
     console: Console | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run the demo and return its summary (also written to ``out_dir/summary.json``)."""
-    from edgerl.edge.channel import (
-        channel_gain_from_path_loss,
-        log_distance_path_loss_db,
-        uplink_rate_bps,
-    )
-    from edgerl.edge.profiler import profile_model
-    from edgerl.edge.units import dbm_to_w, thermal_noise_w
-    from edgerl.edge.zoo import canonical_name
+    from edgerl.repose.experiment import print_table
+    from edgerl.repose.runner import build_method, evaluate_methods, executor_for, load_profile
+    from edgerl.repose.train import load_policy
 
     console = console or Console()
     cfg = load_config(DemoConfig, config_path, overrides={"seed": seed})
-    for m in cfg.models:  # validate names before anything is written
-        canonical_name(m)
-    rng = seed_everything(cfg.seed)
+    for m in cfg.methods:  # validate names and resources before anything is written
+        if m.split(":")[0] not in ("full", "uniform", "sahi", "remix", "meanshift", "repose", "repose-parallel", "repose-coarse-full"):
+            from edgerl.utils.errors import InputError
+
+            raise InputError(f"{config_path or 'config'}: methods: {m!r} is not a known method")
+    profile = load_profile()
+    policy = load_policy()
+    seed_everything(cfg.seed)
     rd = RunDir(Path(out_dir), flush_every=10_000)
     rd.write_config(cfg)
 
-    pl_db = log_distance_path_loss_db(cfg.distance_m, shadowing_std_db=cfg.shadowing_std_db, rng=rng)
-    gain = channel_gain_from_path_loss(pl_db)
-    noise = thermal_noise_w(cfg.bandwidth_hz, cfg.noise_figure_db)
-    rate = float(uplink_rate_bps(cfg.bandwidth_hz, dbm_to_w(cfg.tx_power_dbm), gain, noise))
-    console.print(f"uplink: path loss {float(pl_db):.1f} dB, rate {rate / 1e6:.2f} Mbit/s")
+    console.print(f"generating a {cfg.frames}-frame {cfg.width_px}x{cfg.height_px} synthetic clip (seed {cfg.clip_seed})")
+    clip = make_clip(cfg)
+    n_obj = sum(len(s.boxes) for s in clip)
+    console.print(f"{n_obj} labelled persons; running {', '.join(cfg.methods)} on {cfg.repose.n_workers} {cfg.executor} edge workers")
 
-    table = Table(title="Delay-optimal split point per model")
-    for col in ("model", "layers", "GMACs", "best z", "delay (ms)", "all-edge (ms)", "all-device (ms)"):
-        table.add_column(col, justify="right" if col != "model" else "left")
-    summary: dict = {"seed": cfg.seed, "uplink_rate_bps": rate, "path_loss_db": float(pl_db)}
-    for name in cfg.models:
-        prof = profile_model(name)
-        rows = _split_delays(prof, rate, cfg)
-        for r in rows:
-            rd.log(r)
-        best = min(rows, key=lambda r: r["delay_s"])
-        table.add_row(
-            prof.model,
-            str(prof.num_layers),
-            f"{prof.total_macs / 1e9:.3f}",
-            str(best["z"]),
-            f"{best['delay_s'] * 1e3:.1f}",
-            f"{rows[0]['delay_s'] * 1e3:.1f}",
-            f"{rows[-1]['delay_s'] * 1e3:.1f}",
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), console=console) as prog:
+        tasks: dict[str, Any] = {}
+
+        def _progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = prog.add_task(name, total=total)
+            prog.update(tasks[name], completed=done)
+
+        with executor_for(cfg.executor, cfg.repose.n_workers) as ex:
+            built = {m: build_method(m, ex, cfg.repose, profile, policy) for m in cfg.methods}
+            table, frames = evaluate_methods(clip, built, progress=_progress)
+    for name, results in frames.items():
+        for i, r in enumerate(results):
+            rd.log({"method": name, "frame": i, "detections": len(r.detections), "blocks": len(r.blocks), **{f"{k}_ms": v for k, v in r.timings_ms.items()}})
+    print_table(table, console)
+    main = "repose" if "repose" in frames else next(iter(frames))
+    png = write_png(Path(out_dir) / "annotated_frame.png", annotate(clip[0].image, frames[main][0]))
+    summary: dict[str, Any] = {
+        "frames": cfg.frames,
+        "frame_size": [cfg.width_px, cfg.height_px],
+        "clip_seed": cfg.clip_seed,
+        "workers": cfg.repose.n_workers,
+        "budget_ms": cfg.repose.budget_ms,
+        "methods": table,
+    }
+    if "repose" in table and "uniform" in table:
+        u, r = table["uniform"], table["repose"]
+        summary["repose_vs_uniform_map50_95_ratio"] = r["map50_95"] / u["map50_95"] if u["map50_95"] > 0 else float("nan")
+        summary["repose_vs_uniform_latency_ratio"] = r["latency_ms_mean"] / u["latency_ms_mean"]
+        console.print(
+            f"RE-POSE vs uniform 2x2: AP[.5:.95] x{summary['repose_vs_uniform_map50_95_ratio']:.2f}, "
+            f"latency x{summary['repose_vs_uniform_latency_ratio']:.2f}"
         )
-        summary[f"{prof.model}_best_split"] = best["z"]
-        summary[f"{prof.model}_delay_ms_best"] = best["delay_s"] * 1e3
-        summary[f"{prof.model}_delay_ms_all_edge"] = rows[0]["delay_s"] * 1e3
-        summary[f"{prof.model}_delay_ms_all_device"] = rows[-1]["delay_s"] * 1e3
-    console.print(table)
     rd.flush()
     rd.write_summary(summary, json_path=json_path)
-    console.print(f"wrote {rd.path}/config.yaml, metrics.csv, summary.json")
+    console.print(f"wrote {rd.path}/config.yaml, metrics.csv, summary.json and {png.name}")
     return summary
-
-
-__all__ = ["DemoConfig", "InputError", "run_demo"]

@@ -62,17 +62,19 @@ class ReposeConfig(Config):
     """Settings of RE-POSE and of the baselines it is compared with."""
 
     n_workers: int = Field(4, ge=1, description="Edge workers E.")
-    coarse_rows: int = Field(2, ge=1, description="n: rows of the coarse n x E block grid.")
+    coarse_rows: int = Field(1, ge=1, description="n: rows of the coarse n x E block grid.")
     coarse_option: str = Field("person_n@640", description="Coarse detector MODEL@SIZE.")
     coarse_conf: float = Field(0.1, gt=0, lt=1, description="Low confidence threshold of the coarse stage.")
     conf_threshold: float = Field(0.05, gt=0, lt=1, description="Confidence threshold of the fine stage.")
     nms_iou: float = Field(0.5, gt=0, le=1, description="IoU of the NMS merging blocks.")
     options: list[str] = Field(
-        default_factory=lambda: ["person_n@640", "person_s@640", "person_m@640", "person_s@960", "person_m@960"],
+        default_factory=lambda: [
+            "person_n@640", "person_n@960", "person_n@1280", "person_s@960", "person_s@1280", "person_m@960", "person_m@1280",
+        ],
         min_length=1,
         description="Fine-stage detector options MODEL@SIZE the planner chooses from.",
     )
-    budget_ms: float = Field(400.0, gt=0, description="D_max: latency budget of the fine stage.")
+    budget_ms: float = Field(200.0, gt=0, description="D_max: latency budget of the fine stage.")
     planner: str = Field("sum", pattern="^(sum|parallel)$", description="sum (paper eq. (22)) or parallel (makespan).")
     on_infeasible: str = Field("cheapest", pattern="^(error|cheapest)$", description="Budget below the cheapest plan.")
     accuracy_kind: str = Field("recall", pattern="^(recall|precision)$", description="p_j used by the planner.")
@@ -86,7 +88,7 @@ class ReposeConfig(Config):
     block_min_px: int = Field(96, ge=16, description="Smallest block side.")
     uniform_grid: int = Field(2, ge=1, description="Uniform baseline: grid side (2 = 2x2).")
     uniform_overlap: float = Field(0.3, ge=0, lt=1, description="Uniform baseline: overlap fraction.")
-    uniform_option: str = Field("person_m@640", description="Uniform baseline detector MODEL@SIZE.")
+    uniform_option: str = Field("person_s@960", description="Uniform baseline detector MODEL@SIZE.")
     rl: RLDCAConfig = Field(default_factory=RLDCAConfig, description="RL-DCA settings.")
 
 

@@ -48,7 +48,7 @@ class ReposeTrainConfig(Config):
     rl: RLDCAConfig = Field(default_factory=RLDCAConfig, description="Environment settings.")
 
 
-def coarse_frames(n: int, seed: int, option: str, n_workers: int = 4, rows: int = 2, conf: float = 0.1) -> list:
+def coarse_frames(n: int, seed: int, option: str, n_workers: int = 4, rows: int = 1, conf: float = 0.1) -> list:
     """Coarse detections (boxes, frame size) of ``n`` synthetic 4K frames made with ``seed + i``."""
     from edgerl.repose.pipeline import Repose, ReposeConfig
     from edgerl.runtime import LocalExecutor
