@@ -1,0 +1,997 @@
+"""GCN Q-network with action-branching heads, the double-DQN learner, and the DDQN / D2QN baselines.
+
+The Q-network (paper 002, sections 3.1 and 4.3) is shared by CERL (:mod:`edgerl.cerl.agent`)
+and its two learning baselines (section 5.2.2), so that the three methods differ only in how
+they search:
+
+* :class:`CerlQNetwork`: a dense GCN (eq. (11); 3 layers 64/128/256, ReLU and a BatchNorm-style
+  :class:`~edgerl.rl.nets.NodeNorm`) over the state graph, then one head per branch of the
+  action of a task slot (node, block end, share level, subcarrier; eq. (12)) in the manner of
+  action branching (BDQ, Tavakoli et al. 2018). A task slot's embedding is the GCN embedding of
+  its next layer node and of the node holding its data, plus pooled graph embeddings.
+* **Joint value** (BDQ): the value of a joint action ``a`` in state ``s`` is
+  ``Q(s, a) = v(s) + mean over deciding task slots m and branches b of A_b(s, m, a_mb)``, with a
+  state term ``v(s)`` (the whole value when no task decides). The greedy joint action is
+  decoded task by task and branch by branch with :meth:`ActionDecoder.greedy` under the
+  constraint masks (invalid values get -inf), so it is always valid and the product space
+  ``(N+1) x L x K x S`` per task is never enumerated. Dueling (D2QN) centres each branch:
+  ``A_b - mean(A_b)``.
+* **Targets** (eqs. (17)-(18), double DQN): ``y = r + gamma (1 - terminated) Q'(s', a*)`` with
+  ``a*`` the online network's greedy decoded action in ``s'`` and ``Q'`` the target network's
+  joint value; the loss is the mean squared error (eq. (18)) or Huber.
+
+:class:`DDQNAgent` explores epsilon-greedily (a random valid action per environment copy).
+:class:`D2QNAgent` adds the dueling aggregation and adaptive parameter-space noise
+(Plappert et al. 2018): it acts greedily with a perturbed copy of the online network whose
+noise scale is adapted so that the KL divergence between ``softmax(Q)`` and the perturbed
+``softmax`` stays near ``delta = -log(1 - eps + eps / |A|)``.
+
+Both baselines and CERL count their budget in environment transitions and gradient updates:
+an epoch of a baseline (``steps_per_epoch`` vector steps of ``n_envs`` copies, one round of
+``gradient_steps_per_step`` updates per vector step) matches a CERL generation when
+``n_envs = elite_actors + rl_envs`` and ``steps_per_epoch = steps_per_generation``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal, NamedTuple
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from edgerl.cerl.env import (
+    BRANCHES,
+    N_FEATURES,
+    N_LAYERS,
+    ActionDecoder,
+    BatchedCerlEnv,
+    CerlConfig,
+    CerlEnv,
+    make_config,
+)
+from edgerl.rl.nets import (
+    DenseGCN,
+    NormKind,
+    PopLinear,
+    masked_mean,
+    normalized_adjacency,
+    pop_size_of,
+)
+from edgerl.rl.replay import DictReplayBuffer, ReplaySample
+from edgerl.utils.config import Config, config_from_dict
+from edgerl.utils.errors import InputError
+from edgerl.utils.io import atomic_write_bytes
+
+__all__ = [
+    "BranchValues",
+    "CerlQNetwork",
+    "D2QNAgent",
+    "D2QNConfig",
+    "DDQNAgent",
+    "DDQNConfig",
+    "DQNLearner",
+    "GcnDqnAgentBase",
+    "GcnDqnConfig",
+    "GraphBatch",
+    "QNetConfig",
+    "action_layout",
+    "adapt_noise_scale",
+    "branch_kl",
+    "env_config_of",
+    "flat_params",
+    "graph_batch",
+    "greedy_actions",
+    "joint_q",
+    "masked_branch_max",
+    "noise_delta",
+    "set_flat_params",
+    "union_mask_tensors",
+]
+
+CHECKPOINT_FORMAT = 1
+Callback = Callable[[dict[str, float]], "bool | None"]
+EnvOrConfig = CerlEnv | BatchedCerlEnv | CerlConfig | Mapping[str, Any] | None
+
+
+# --------------------------------------------------------------------------- configs
+
+
+class QNetConfig(Config):
+    """Architecture of the GCN Q-network."""
+
+    gcn_dims: tuple[int, ...] = (64, 128, 256)
+    """Output size of each GCN layer (paper 002, section 5.1: 64, 128, 256)."""
+
+    hidden_dim: int = Field(128, ge=1)
+    """Width of the task-slot embedding that feeds the branch heads."""
+
+    key_dim: int = Field(64, ge=1)
+    """Size of the query / key vectors scoring (task slot, node) pairs in the node head."""
+
+    norm: NormKind = "graph"
+    """Normalisation after each GCN layer: 'graph' (BatchNorm over the nodes of each graph),
+    'layer' (LayerNorm per node) or 'none' (see edgerl.rl.nets.NodeNorm)."""
+
+
+class GcnDqnConfig(Config):
+    """Settings shared by CERL's DQN part and the DDQN / D2QN baselines (equal budgets)."""
+
+    buffer_size: int = Field(30_000, ge=1)
+    """Replay capacity in transitions."""
+
+    learning_starts: int = Field(512, ge=0)
+    """Transitions collected with uniformly random valid actions before learning starts."""
+
+    batch_size: int = Field(64, ge=1)
+    """Minibatch size of a gradient update."""
+
+    gradient_steps_per_step: float = Field(1.0, ge=0.0)
+    """Gradient updates per vector step of the environment copies (fractions accumulate)."""
+
+    learning_rate: float = Field(5e-4, gt=0.0)
+    """Adam step size (alpha of eq. (19))."""
+
+    gamma: float = Field(0.9, ge=0.0, le=1.0)
+    """Discount factor (not given in paper 002)."""
+
+    target_update_interval: int = Field(100, ge=1)
+    """Gradient updates between hard copies of the online network into its target."""
+
+    max_grad_norm: float = Field(10.0, gt=0.0)
+    """Gradient norm clipping of each update."""
+
+    loss: Literal["mse", "huber"] = "mse"
+    """TD loss: 'mse' (eq. (18)) or 'huber'."""
+
+    reward_scale: float = Field(1.0, gt=0.0)
+    """Rewards are multiplied by this before they are stored (Q-values scale with it)."""
+
+    exploration_initial_eps: float = Field(1.0, ge=0.0, le=1.0)
+    """Epsilon of the epsilon-greedy rows at the start of learning."""
+
+    exploration_final_eps: float = Field(0.05, ge=0.0, le=1.0)
+    """Epsilon after the decay (also used by act(deterministic=False))."""
+
+    exploration_fraction: float = Field(0.3, gt=0.0, le=1.0)
+    """Fraction of the learn() budget over which epsilon decays linearly."""
+
+    compress_floats: bool = True
+    """Store float observation keys as float16 in the replay buffer."""
+
+    net: QNetConfig = QNetConfig()
+    """Architecture of the Q-network."""
+
+
+class DDQNConfig(GcnDqnConfig):
+    """Double DQN baseline (paper 002, section 5.2.2)."""
+
+    n_envs: int = Field(8, ge=1)
+    """Environment copies stepped together (set to CERL's elite_actors + rl_envs)."""
+
+    steps_per_epoch: int = Field(8, ge=1)
+    """Vector steps per epoch (the callback period; set to CERL's steps_per_generation)."""
+
+
+class D2QNConfig(DDQNConfig):
+    """D2QN baseline: dueling + double DQN + adaptive parameter-space noise."""
+
+    param_noise_init: float = Field(0.05, gt=0.0)
+    """Initial standard deviation of the parameter perturbation."""
+
+    param_noise_adapt_coef: float = Field(1.01, gt=1.0)
+    """Factor by which the noise scale shrinks (KL > delta) or grows (KL <= delta)."""
+
+    param_noise_adapt_interval: int = Field(10, ge=1)
+    """Vector steps between adaptations of the noise scale."""
+
+    param_noise_resample_interval: int = Field(8, ge=1)
+    """Vector steps between draws of a new perturbation."""
+
+
+# --------------------------------------------------------------------------- graph batches
+
+
+class GraphBatch(NamedTuple):
+    """Network inputs of a batch of states (torch tensors; B states, V graph nodes, M tasks).
+
+    Attributes:
+        x: ``(B, V, F)`` feature matrix X.
+        a_hat: ``(B, V, V)`` normalised adjacency of eq. (11).
+        node_mask: ``(B, V)`` float, real graph nodes.
+        next_row: ``(B, M)`` graph row of each task slot's next layer.
+        task_node: ``(B, M)`` computing node holding each task's data.
+        progress: ``(B, M)`` layers done.
+        deciding: ``(B, M)`` float, the task slot decides in this state.
+        pair: ``(B, M, N+1, 2)`` per (task slot, node): [node holds the task's data,
+            spectral efficiency of the link from that node].
+    """
+
+    x: Tensor
+    a_hat: Tensor
+    node_mask: Tensor
+    next_row: Tensor
+    task_node: Tensor
+    progress: Tensor
+    deciding: Tensor
+    pair: Tensor
+
+
+def _batched(obs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
+    if np.asarray(obs["task_node"]).ndim == 1:
+        return {k: np.asarray(v)[None] for k, v in obs.items()}, False
+    return {k: np.asarray(v) for k, v in obs.items()}, True
+
+
+def graph_batch(obs: Mapping[str, np.ndarray]) -> GraphBatch:
+    """Tensors the Q-network reads from a single or batched CERL observation."""
+    o, _ = _batched(obs)
+    n1 = o["link_se"].shape[-1]
+    node = torch.from_numpy(o["task_node"].astype(np.int64))
+    progress = torch.from_numpy(o["task_progress"].astype(np.int64))
+    m = node.shape[1]
+    node_mask = torch.from_numpy(o["node_mask"].astype(np.float32))
+    # Row of the next layer of slot m: N+1 + m L + min(progress, L - 1) (see CerlEnv docs).
+    next_row = n1 + torch.arange(m) * N_LAYERS + progress.clamp(max=N_LAYERS - 1)
+    link = torch.from_numpy(o["link_se"].astype(np.float32))
+    link_from = torch.gather(link, 1, node.unsqueeze(-1).expand(-1, -1, n1))
+    is_here = (torch.arange(n1) == node.unsqueeze(-1)).to(torch.float32)
+    return GraphBatch(
+        x=torch.from_numpy(o["x"].astype(np.float32)),
+        a_hat=normalized_adjacency(torch.from_numpy(o["adj"]), node_mask),
+        node_mask=node_mask,
+        next_row=next_row,
+        task_node=node,
+        progress=progress,
+        deciding=torch.from_numpy(o["task_deciding"].astype(np.float32)),
+        pair=torch.stack([is_here, link_from], dim=-1),
+    )
+
+
+def _gather_rows(h: Tensor, idx: Tensor) -> Tensor:
+    """``h[..., b, idx[b, m], :]`` for ``h`` ``(..., B, V, E)`` and ``idx`` ``(B, M)``."""
+    lead = h.shape[:-3]
+    i = idx.reshape(*([1] * len(lead)), *idx.shape, 1).expand(*lead, *idx.shape, h.shape[-1])
+    return h.gather(-2, i)
+
+
+def _expand_pop(t: Tensor, k: int | None) -> Tensor:
+    return t if k is None else t.unsqueeze(0).expand(k, *t.shape)
+
+
+# --------------------------------------------------------------------------- network
+
+
+class BranchValues(NamedTuple):
+    """Output of :class:`CerlQNetwork`.
+
+    Attributes:
+        value: ``(..., B)`` state term ``v(s)``.
+        branches: Four tensors ``(..., B, M, n_b)`` (node, block end, share, subcarrier): the
+            per-branch values ``A_b`` (centred for a dueling network).
+    """
+
+    value: Tensor
+    branches: tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+class CerlQNetwork(nn.Module):
+    """GCN Q-network with one head per action branch of a task slot (see module docstring).
+
+    All parameters may be population-stacked (``torch.func.functional_call`` with
+    ``(k, ...)`` tensors, see :func:`edgerl.rl.nets.population_call`): the output then has a
+    leading ``k`` dimension. The network has no buffers.
+
+    Args:
+        n_nodes: Computing nodes N + 1 (values of the node branch).
+        n_levels: Share levels K.
+        n_subcarriers: Subcarriers S.
+        config: Architecture.
+        dueling: Centre each branch's values (dueling aggregation).
+    """
+
+    def __init__(
+        self,
+        n_nodes: int,
+        n_levels: int,
+        n_subcarriers: int,
+        config: QNetConfig | None = None,
+        dueling: bool = False,
+    ) -> None:
+        super().__init__()
+        cfg = config or QNetConfig()
+        self.n_nodes = int(n_nodes)
+        self.n_blocks = N_LAYERS + 1
+        self.n_levels = int(n_levels)
+        self.n_subcarriers = int(n_subcarriers)
+        self.dueling = bool(dueling)
+        self.key_dim = int(cfg.key_dim)
+        self.gcn = DenseGCN(N_FEATURES, cfg.gcn_dims, norm=cfg.norm)
+        emb, hid = self.gcn.out_features, int(cfg.hidden_dim)
+        self.task_proj = PopLinear(2 * emb, hid)
+        self.graph_proj = PopLinear(2 * emb, hid, bias=False)
+        self.node_query = PopLinear(hid, self.key_dim)
+        self.node_key = PopLinear(emb, self.key_dim)
+        self.node_self = PopLinear(emb, 1)
+        self.node_pair = PopLinear(2, 1, bias=False)
+        self.block_head = PopLinear(hid, self.n_blocks)
+        self.share_head = PopLinear(hid, self.n_levels)
+        self.subcarrier_head = PopLinear(hid, self.n_subcarriers)
+        self.value_hidden = PopLinear(2 * emb, hid)
+        self.value_out = PopLinear(hid, 1)
+
+    def forward(self, batch: GraphBatch) -> BranchValues:
+        """Branch values of a batch of states (see :class:`BranchValues`)."""
+        k = pop_size_of(self.value_out.weight, 2)
+        n1 = self.n_nodes
+        h = self.gcn(_expand_pop(batch.x, k), batch.a_hat, batch.node_mask)  # (..., B, V, E)
+        comp = h[..., :n1, :]
+        g = torch.cat([comp.mean(-2), masked_mean(h[..., n1:, :], batch.node_mask[:, n1:])], -1)
+        task_in = torch.cat([_gather_rows(h, batch.next_row), _gather_rows(h, batch.task_node)], -1)
+        z = torch.relu(self.task_proj(task_in) + self.graph_proj(g).unsqueeze(-2))
+        # Node branch: query of the task slot against a key per computing node, plus a node
+        # term and the (data here, link quality) pair features.
+        scores = self.node_query(z) @ self.node_key(comp).transpose(-1, -2)
+        node = scores / math.sqrt(self.key_dim) + self.node_self(comp).squeeze(-1).unsqueeze(-2)
+        node = node + self.node_pair(_expand_pop(batch.pair, k)).squeeze(-1)
+        # Block branch: the head scores the block length (offset from the layers done);
+        # offsets are mapped to the absolute last layer j = progress + offset of the action.
+        rel = self.block_head(z)
+        share = self.share_head(z)
+        sub = self.subcarrier_head(z)
+        value = self.value_out(torch.relu(self.value_hidden(g))).squeeze(-1)
+        if self.dueling:
+            node, rel, share, sub = (t - t.mean(-1, keepdim=True) for t in (node, rel, share, sub))
+        j = torch.arange(self.n_blocks)
+        offset = (j - batch.progress.unsqueeze(-1)).clamp_min(0)  # (B, M, L+1)
+        block = rel.gather(-1, _expand_pop(offset, k))
+        return BranchValues(value, (node, block, share, sub))
+
+
+# --------------------------------------------------------------------------- joint values
+
+
+def _expand_like(t: Tensor, ref: Tensor) -> Tensor:
+    """Prepend the population dimensions of ``ref`` to ``t`` (``(B, ...)``)."""
+    extra = ref.ndim - t.ndim
+    return t.reshape(*([1] * extra), *t.shape).expand(*ref.shape[:extra], *t.shape)
+
+
+def _mean_over_tasks(per_task: Tensor, deciding: Tensor) -> Tensor:
+    """Mean over the deciding task slots (``(..., B, M)`` -> ``(..., B)``); 0 when none."""
+    w = deciding / deciding.sum(-1, keepdim=True).clamp_min(1.0)
+    return (per_task * w).sum(-1)
+
+
+def joint_q(values: BranchValues, actions: Tensor, deciding: Tensor) -> Tensor:
+    """BDQ joint value ``v(s) + mean_{m deciding, b} A_b(s, m, a_mb)`` of given actions.
+
+    Args:
+        values: Network output (maybe population-stacked).
+        actions: ``(B, M, 4)`` long.
+        deciding: ``(B, M)`` float.
+
+    Returns:
+        ``(..., B)``.
+    """
+    chosen = []
+    for b, t in enumerate(values.branches):
+        idx = _expand_like(actions[..., b : b + 1], t[..., :1])
+        chosen.append(t.gather(-1, idx).squeeze(-1))
+    per_task = torch.stack(chosen, -1).mean(-1)
+    return values.value + _mean_over_tasks(per_task, deciding)
+
+
+def masked_branch_max(values: BranchValues, masks: Sequence[Tensor], deciding: Tensor) -> Tensor:
+    """``v(s) + mean_{m deciding, b} max_{valid x} A_b(s, m, x)``: the branch-wise maximum.
+
+    Each branch is maximised over its own mask (``masks`` as from
+    :meth:`ActionDecoder.union_masks`), independently of the other branches and task slots,
+    as in BDQ's target; used for the population fitness (eq. (14)), where it is computed for
+    every individual at once.
+
+    Args:
+        values: Network output (maybe population-stacked).
+        masks: Four ``(B, M, n_b)`` bool tensors.
+        deciding: ``(B, M)`` float.
+    """
+    best = []
+    for t, mask in zip(values.branches, masks):
+        m = _expand_like(mask, t)
+        best.append(t.masked_fill(~m, -math.inf).amax(-1))
+    per_task = torch.stack(best, -1)
+    # Non-deciding slots have a single allowed value; mask them out of the mean anyway.
+    per_task = torch.where(torch.isfinite(per_task), per_task, torch.zeros_like(per_task))
+    return values.value + _mean_over_tasks(per_task.mean(-1), deciding)
+
+
+def union_mask_tensors(decoder: ActionDecoder, obs: Mapping[str, np.ndarray]) -> list[Tensor]:
+    """The four per-branch union masks of a batched observation as bool tensors."""
+    masks = decoder.union_masks(obs)
+    return [torch.from_numpy(np.ascontiguousarray(masks[b])) for b in BRANCHES]
+
+
+def greedy_actions(
+    decoder: ActionDecoder, obs: Mapping[str, np.ndarray], values: BranchValues
+) -> np.ndarray:
+    """Masked greedy joint action(s) from branch values (decoded task by task, -inf masks)."""
+    scores = [t.detach().cpu().numpy() for t in values.branches]
+    if np.asarray(obs["task_node"]).ndim == 1:
+        scores = [s[0] for s in scores]
+    return decoder.greedy(obs, scores)
+
+
+# --------------------------------------------------------------------------- learner
+
+
+class DQNLearner:
+    """Online and target GCN Q-networks, their optimiser and the double-DQN update.
+
+    Paper: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning",
+    AAAI 2016; Tavakoli et al., "Action Branching Architectures for Deep RL", AAAI 2018;
+    paper 002, eqs. (16)-(19).
+    Code: own implementation.
+
+    Args:
+        q: The online network (the target is a copy).
+        decoder: Masked decoding of the environment's actions.
+        config: Learning settings (rate, gamma, loss, clipping, target period).
+    """
+
+    def __init__(self, q: CerlQNetwork, decoder: ActionDecoder, config: GcnDqnConfig) -> None:
+        self.q = q
+        self.q_target = _clone_net(q)
+        self.decoder = decoder
+        self.config = config
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate)
+        self.n_updates = 0
+
+    def td_target(self, sample: ReplaySample, next_batch: GraphBatch | None = None) -> Tensor:
+        """``r + gamma (1 - terminated) Q'(s', argmax-decoded by the online net)`` (eq. (17))."""
+        nb = graph_batch(sample.next_obs) if next_batch is None else next_batch
+        with torch.no_grad():
+            a_star = greedy_actions(self.decoder, sample.next_obs, self.q(nb))
+            q_next = joint_q(self.q_target(nb), torch.from_numpy(a_star), nb.deciding)
+            r = torch.from_numpy(sample.rewards)
+            done = torch.from_numpy(sample.terminated)
+            return r + self.config.gamma * (1.0 - done) * q_next
+
+    def loss(self, sample: ReplaySample) -> Tensor:
+        """TD loss of a minibatch (eq. (18)), differentiable in the online parameters."""
+        y = self.td_target(sample)
+        b = graph_batch(sample.obs)
+        q_sa = joint_q(self.q(b), torch.from_numpy(sample.actions.astype(np.int64)), b.deciding)
+        if self.config.loss == "huber":
+            return nn.functional.smooth_l1_loss(q_sa, y)
+        return nn.functional.mse_loss(q_sa, y)
+
+    def update(self, sample: ReplaySample) -> float:
+        """One gradient step (eq. (19)); syncs the target every ``target_update_interval``."""
+        loss = self.loss(sample)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.n_updates += 1
+        if self.n_updates % self.config.target_update_interval == 0:
+            self.sync_target()
+        return float(loss.detach())
+
+    def sync_target(self) -> None:
+        """Hard update ``theta' <- theta``."""
+        self.q_target.load_state_dict(self.q.state_dict())
+
+
+def _clone_net(q: CerlQNetwork) -> CerlQNetwork:
+    return copy.deepcopy(q)
+
+
+# --------------------------------------------------------------------------- parameter noise
+
+
+def noise_delta(eps: float, sizes: Sequence[int]) -> float:
+    """Target KL ``delta = -log(1 - eps + eps / |A|)`` averaged over the branches of sizes ``|A|``."""
+    vals = [-math.log(1.0 - eps + eps / max(1, int(n))) for n in sizes]
+    return float(np.mean(vals))
+
+
+def branch_kl(
+    values: BranchValues, perturbed: BranchValues, masks: Sequence[Tensor], deciding: Tensor
+) -> Tensor:
+    """Mean KL(softmax(Q) || softmax(perturbed Q)) over deciding task slots and branches.
+
+    Softmaxes are taken over each branch's valid values (``masks``).
+    """
+    kls = []
+    for t, tp, mask in zip(values.branches, perturbed.branches, masks):
+        logp = torch.log_softmax(t.masked_fill(~mask, -math.inf), -1)
+        logq = torch.log_softmax(tp.masked_fill(~mask, -math.inf), -1)
+        terms = torch.where(mask, logp.exp() * (logp - logq), torch.zeros_like(logp))
+        kls.append(terms.sum(-1))
+    per_task = torch.stack(kls, -1).mean(-1)
+    dec = deciding.sum()
+    if float(dec) == 0.0:
+        return torch.zeros(())
+    return (per_task * deciding).sum() / dec
+
+
+def adapt_noise_scale(scale: float, distance: float, delta: float, coef: float) -> float:
+    """Plappert et al. (2018): shrink the scale when the distance exceeds delta, else grow it."""
+    return scale / coef if distance > delta else scale * coef
+
+
+# --------------------------------------------------------------------------- agents
+
+
+def env_config_of(env_or_config: Any) -> CerlConfig:
+    """The :class:`CerlConfig` of an environment, a wrapper of one, a config or a mapping."""
+    if isinstance(env_or_config, (CerlEnv, BatchedCerlEnv)):
+        return env_or_config.config
+    unwrapped = getattr(env_or_config, "unwrapped", None)
+    if isinstance(unwrapped, (CerlEnv, BatchedCerlEnv)):
+        return unwrapped.config
+    return make_config(env_or_config)
+
+
+def action_layout(cfg: CerlConfig) -> dict[str, Any]:
+    """What fixes the shape of actions and observations: N, M, L, share levels, S."""
+    return {
+        "n_devices": int(cfg.n_devices),
+        "max_tasks": int(cfg.max_tasks),
+        "n_layers": int(N_LAYERS),
+        "share_levels_pct": [int(v) for v in cfg.share_levels_pct],
+        "n_subcarriers": int(cfg.n_subcarriers),
+    }
+
+
+class GcnDqnAgentBase:
+    """Common machinery of the GCN-DQN agents: environment copies, replay, learner, I/O.
+
+    Args:
+        env_or_config: A CERL environment (or wrapper), a :class:`CerlConfig`, a mapping of
+            its fields, or None for the defaults. The agent trains on its own
+            :class:`BatchedCerlEnv` built from this config.
+        config: The agent's config (its class's ``config_cls``) or a mapping of its fields.
+        seed: Seeds the network initialisation, the environment copies (``seed + i``), the
+            exploration and the replay sampling.
+    """
+
+    name: ClassVar[str] = "gcn-dqn"
+    config_cls: ClassVar[type[GcnDqnConfig]] = GcnDqnConfig
+    dueling: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        env_or_config: EnvOrConfig = None,
+        config: GcnDqnConfig | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.env_config = env_config_of(env_or_config)
+        if isinstance(config, self.config_cls):
+            self.config = config
+        elif config is None or isinstance(config, Mapping):
+            self.config = config_from_dict(
+                self.config_cls, dict(config or {}), self.config_cls.__name__
+            )
+        else:
+            raise InputError(
+                f"config must be a {self.config_cls.__name__} or a mapping, got {type(config).__name__}"
+            )
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.decoder = ActionDecoder(self.env_config)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            self.q = CerlQNetwork(
+                self.env_config.n_devices + 1,
+                len(self.env_config.share_levels_pct),
+                self.env_config.n_subcarriers,
+                self.config.net,
+                dueling=self.dueling,
+            )
+        self.learner = DQNLearner(self.q, self.decoder, self.config)
+        self.num_timesteps = 0  # environment transitions collected
+        self.env: BatchedCerlEnv | None = None
+        self.buffer: DictReplayBuffer | None = None
+        self._obs: dict[str, np.ndarray] | None = None
+        self._grad_credit = 0.0
+        self._budget = 1
+        self._losses: list[float] = []
+        self._episode_costs: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ environment plumbing
+
+    @property
+    def n_rows(self) -> int:
+        """Environment copies stepped together."""
+        raise NotImplementedError
+
+    def _row_groups(self) -> dict[str, np.ndarray]:
+        """Named groups of environment rows (for the episode cost statistics)."""
+        return {"": np.arange(self.n_rows)}
+
+    def _setup(self) -> None:
+        if self.env is not None:
+            return
+        self.env = BatchedCerlEnv(num_envs=self.n_rows, config=self.env_config)
+        obs, _ = self.env.reset(seed=None if self.seed is None else int(self.seed))
+        self._obs = obs
+        self.buffer = DictReplayBuffer(
+            self.env.single_observation_space,
+            self.env.single_action_space,
+            capacity=self.config.buffer_size,
+            num_envs=self.n_rows,
+            compress_floats=self.config.compress_floats,
+        )
+
+    def _step(self, actions: np.ndarray) -> None:
+        """Step every copy, store the transitions, record finished episodes."""
+        assert self.env is not None and self.buffer is not None and self._obs is not None
+        obs, rew, term, trunc, infos = self.env.step(actions)
+        self.buffer.add(
+            self._obs,
+            actions,
+            np.asarray(rew, dtype=np.float32) * self.config.reward_scale,
+            term,
+            trunc,
+            infos.get("final_obs"),
+        )
+        if "episode_stats" in infos:
+            ended = np.asarray(infos["_episode_stats"], dtype=bool)
+            costs = np.asarray(infos["episode_stats"]["cost"], dtype=np.float64)
+            for group, rows in self._row_groups().items():
+                sel = rows[ended[rows]]
+                self._episode_costs.setdefault(group, []).extend(costs[sel].tolist())
+        self._obs = obs
+        self.num_timesteps += self.n_rows
+
+    def _random_actions(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.decoder.sample(obs, self.rng)
+
+    def _warmup(self) -> None:
+        """Fill the replay buffer with random valid actions up to ``learning_starts``."""
+        self._setup()
+        assert self.buffer is not None and self._obs is not None
+        need = max(self.config.learning_starts, self.config.batch_size, 1)
+        while len(self.buffer) < need:
+            self._step(self._random_actions(self._obs))
+
+    def _epsilon(self) -> float:
+        cfg = self.config
+        frac = min(1.0, self.num_timesteps / max(1.0, cfg.exploration_fraction * self._budget))
+        return cfg.exploration_initial_eps + frac * (
+            cfg.exploration_final_eps - cfg.exploration_initial_eps
+        )
+
+    def _epsilon_greedy(self, obs: Mapping[str, np.ndarray], eps: float) -> np.ndarray:
+        with torch.no_grad():
+            actions = greedy_actions(self.decoder, obs, self.q(graph_batch(obs)))
+        explore = self.rng.random(actions.shape[0]) < eps
+        if explore.any():
+            actions[explore] = self._random_actions(obs)[explore]
+        return actions
+
+    def _train(self, vector_steps: int = 1) -> None:
+        """Gradient updates earned by ``vector_steps`` vector steps."""
+        assert self.buffer is not None
+        self._grad_credit += self.config.gradient_steps_per_step * vector_steps
+        while self._grad_credit >= 1.0:
+            self._grad_credit -= 1.0
+            sample = self.buffer.sample(self.config.batch_size, self.rng)
+            self._losses.append(self.learner.update(sample))
+
+    def _epoch_info(self, start: float) -> dict[str, float]:
+        info: dict[str, float] = {
+            "env_steps": float(self.num_timesteps),
+            "gradient_steps": float(self.learner.n_updates),
+            "loss_mean": float(np.mean(self._losses)) if self._losses else math.nan,
+            "epsilon": float(self._epsilon()),
+            "wall_s": float(time.perf_counter() - start),
+        }
+        for group, costs in self._episode_costs.items():
+            key = f"episode_cost_{group}_mean" if group else "episode_cost_mean"
+            info[key] = float(np.mean(costs)) if costs else math.nan
+        self._losses = []
+        self._episode_costs = {}
+        return info
+
+    # ------------------------------------------------------------------ acting
+
+    def _act_values(self, batch: GraphBatch) -> BranchValues:
+        return self.q(batch)
+
+    def _act_explore(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._epsilon_greedy(obs, self.config.exploration_final_eps)
+
+    def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = True) -> np.ndarray:
+        """Greedy valid action ``(M, 4)`` (or ``(B, M, 4)`` for a batched observation).
+
+        Args:
+            obs: Observation of :class:`CerlEnv` (or batched, of :class:`BatchedCerlEnv`).
+            deterministic: False adds the agent's exploration (epsilon-greedy with
+                ``exploration_final_eps``; D2QN: its perturbed network).
+        """
+        if not deterministic:
+            o, batched = _batched(obs)
+            action = self._act_explore(o)
+            return action if batched else action[0]
+        with torch.no_grad():
+            values = self._act_values(graph_batch(obs))
+        return greedy_actions(self.decoder, obs, values)
+
+    __call__ = act
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        return None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a plain state dict (``torch.save``) atomically.
+
+        The checkpoint holds ``meta`` (kind, format, action layout N / M / L / share levels /
+        S, environment and agent configs, seed), the online and target networks, the
+        optimiser and the agent's own extra state.
+        """
+        state = {
+            "meta": {
+                "kind": self.name,
+                "format": CHECKPOINT_FORMAT,
+                "layout": action_layout(self.env_config),
+                "env_config": self.env_config.model_dump(mode="json"),
+                "agent_config": self.config.model_dump(mode="json"),
+                "seed": -1 if self.seed is None else int(self.seed),
+                "num_timesteps": int(self.num_timesteps),
+            },
+            "q": self.q.state_dict(),
+            "q_target": self.learner.q_target.state_dict(),
+            "optimizer": self.learner.optimizer.state_dict(),
+            "n_updates": int(self.learner.n_updates),
+            "extra": self._extra_state(),
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], env_or_config: EnvOrConfig = None) -> Any:
+        """Load a checkpoint written by :meth:`save` (``torch.load(weights_only=True)``).
+
+        Args:
+            path: The checkpoint file.
+            env_or_config: The environment the agent will act in; when given, the
+                checkpoint's action layout (N, M, L, share levels, S) must equal its layout.
+
+        Raises:
+            InputError: If the file is missing or not a checkpoint of this agent, or its
+                layout differs from ``env_or_config`` (the message lists every difference).
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{p}: checkpoint not found")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InputError(
+                f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})"
+            ) from None
+        meta = state.get("meta") if isinstance(state, dict) else None
+        if not isinstance(meta, dict) or "kind" not in meta:
+            raise InputError(f"{p}: not an edgerl CERL agent checkpoint (no 'meta' entry)")
+        if meta["kind"] != cls.name:
+            raise InputError(f"{p}: holds a '{meta['kind']}' agent, not '{cls.name}'")
+        if int(meta.get("format", -1)) != CHECKPOINT_FORMAT:
+            raise InputError(
+                f"{p}: checkpoint format {meta.get('format')} is not supported "
+                f"(expected {CHECKPOINT_FORMAT})"
+            )
+        env_cfg = make_config(meta["env_config"])
+        if env_or_config is not None:
+            target = env_config_of(env_or_config)
+            mine, theirs = meta["layout"], action_layout(target)
+            diff = [k for k in theirs if mine.get(k) != theirs[k]]
+            if diff:
+                details = "; ".join(
+                    f"{k}: checkpoint {mine.get(k)} vs environment {theirs[k]}" for k in diff
+                )
+                raise InputError(
+                    f"{p}: the checkpoint was trained for another action/observation layout "
+                    f"and cannot act in this environment ({details})"
+                )
+            env_cfg = target
+        seed = None if int(meta["seed"]) < 0 else int(meta["seed"])
+        agent = cls(env_cfg, config=meta["agent_config"], seed=seed)
+        try:
+            agent.q.load_state_dict(state["q"])
+            agent.learner.q_target.load_state_dict(state["q_target"])
+            agent.learner.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise InputError(f"{p}: network weights do not fit the stored config ({exc})") from None
+        agent.learner.n_updates = int(state["n_updates"])
+        agent.num_timesteps = int(meta["num_timesteps"])
+        agent._load_extra_state(state.get("extra", {}))
+        return agent
+
+
+class DDQNAgent(GcnDqnAgentBase):
+    """Double DQN with the GCN branching Q-network (baseline of paper 002, section 5.2.2).
+
+    Paper: van Hasselt, Guez, Silver, "Deep Reinforcement Learning with Double Q-learning",
+    AAAI 2016.
+    Code: own implementation (see :class:`DQNLearner`).
+
+    Learning: ``learning_starts`` random transitions, then per vector step of ``n_envs`` copies
+    an epsilon-greedy action per copy and ``gradient_steps_per_step`` updates.
+    """
+
+    name: ClassVar[str] = "ddqn"
+    config_cls: ClassVar[type[GcnDqnConfig]] = DDQNConfig
+    config: DDQNConfig
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.config.n_envs)
+
+    def _explore_actions(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._epsilon_greedy(obs, self._epsilon())
+
+    def _before_step(self, step: int) -> None:
+        return None
+
+    def learn(
+        self,
+        total_steps: int,
+        callback: Callback | None = None,
+    ) -> DDQNAgent:
+        """Train for ``total_steps`` environment transitions (warm-up included).
+
+        Args:
+            total_steps: Budget in transitions (vector steps x ``n_envs``).
+            callback: Called after every epoch (``steps_per_epoch`` vector steps) with a dict
+                of metrics (``epoch``, ``env_steps``, ``gradient_steps``, ``loss_mean``,
+                ``episode_cost_mean``, ``epsilon``, ``wall_s``); returning False stops.
+
+        Returns:
+            self.
+        """
+        if int(total_steps) < 1:
+            raise InputError(f"total_steps must be >= 1, got {total_steps}")
+        self._budget = self.num_timesteps + int(total_steps)
+        start = time.perf_counter()
+        self._warmup()
+        epoch = 0
+        step = 0
+        while self.num_timesteps < self._budget:
+            assert self._obs is not None
+            self._before_step(step)
+            self._step(self._explore_actions(self._obs))
+            self._train(1)
+            step += 1
+            if step % self.config.steps_per_epoch == 0 or self.num_timesteps >= self._budget:
+                epoch += 1
+                info = {"epoch": float(epoch), **self._epoch_info(start)}
+                if callback is not None and callback(info) is False:
+                    break
+        return self
+
+
+class D2QNAgent(DDQNAgent):
+    """Dueling double DQN with adaptive parameter-space noise (D2QN, baseline of paper 002).
+
+    Paper: Wang et al., "Dueling Network Architectures for Deep RL", ICML 2016; van Hasselt et
+    al., AAAI 2016; Plappert et al., "Parameter Space Noise for Exploration", ICLR 2018.
+    Code: own implementation.
+
+    Exploration: the copies act greedily with a perturbed online network
+    ``theta + sigma * N(0, I)`` (normalisation parameters unperturbed), redrawn every
+    ``param_noise_resample_interval`` vector steps. Every ``param_noise_adapt_interval`` steps
+    ``sigma`` is divided by ``param_noise_adapt_coef`` when the mean KL between the masked
+    ``softmax(Q)`` and the perturbed one, over a replay minibatch, exceeds
+    ``delta = -log(1 - eps + eps / |A_b|)`` (averaged over the branches, with ``eps`` the
+    current epsilon of the schedule), and multiplied by it otherwise.
+    """
+
+    name: ClassVar[str] = "d2qn"
+    config_cls: ClassVar[type[GcnDqnConfig]] = D2QNConfig
+    dueling: ClassVar[bool] = True
+    config: D2QNConfig
+
+    def __init__(
+        self,
+        env_or_config: EnvOrConfig = None,
+        config: GcnDqnConfig | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(env_or_config, config, seed)
+        self.noise_scale = float(self.config.param_noise_init)
+        self.q_perturbed = _clone_net(self.q)
+        self._noise_gen = torch.Generator()
+        if seed is None:
+            self._noise_gen.seed()
+        else:
+            self._noise_gen.manual_seed(int(seed) + 2)
+        self.last_kl = math.nan
+        self.perturb()
+
+    def _noisy_names(self) -> list[str]:
+        return [n for n, _ in self.q.named_parameters() if ".norms." not in f".{n}"]
+
+    def perturb(self) -> None:
+        """Draw a new perturbed copy ``theta + sigma eps`` of the online network."""
+        noisy = set(self._noisy_names())
+        with torch.no_grad():
+            for (name, p), pp in zip(self.q.named_parameters(), self.q_perturbed.parameters()):
+                pp.copy_(p)
+                if name in noisy:
+                    pp.add_(torch.randn(p.shape, generator=self._noise_gen) * self.noise_scale)
+
+    def adapt_noise(self, sample: ReplaySample | None = None) -> float:
+        """Adapt ``noise_scale`` from the KL on a replay minibatch; returns that KL."""
+        assert self.buffer is not None or sample is not None
+        if sample is None:
+            assert self.buffer is not None
+            sample = self.buffer.sample(self.config.batch_size, self.rng)
+        b = graph_batch(sample.obs)
+        masks = union_mask_tensors(self.decoder, sample.obs)
+        with torch.no_grad():
+            kl = float(branch_kl(self.q(b), self.q_perturbed(b), masks, b.deciding))
+        delta = noise_delta(self._epsilon(), self.decoder.nvec)
+        self.noise_scale = adapt_noise_scale(
+            self.noise_scale, kl, delta, self.config.param_noise_adapt_coef
+        )
+        self.last_kl = kl
+        self.perturb()
+        return kl
+
+    def _before_step(self, step: int) -> None:
+        cfg = self.config
+        if step > 0 and step % cfg.param_noise_adapt_interval == 0:
+            self.adapt_noise()
+        elif step > 0 and step % cfg.param_noise_resample_interval == 0:
+            self.perturb()
+
+    def _explore_actions(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            values = self.q_perturbed(graph_batch(obs))
+        return greedy_actions(self.decoder, obs, values)
+
+    def _act_explore(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._explore_actions(obs)
+
+    def _epoch_info(self, start: float) -> dict[str, float]:
+        info = super()._epoch_info(start)
+        info["param_noise_scale"] = float(self.noise_scale)
+        info["param_noise_kl"] = float(self.last_kl)
+        return info
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"noise_scale": float(self.noise_scale)}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if "noise_scale" in state:
+            self.noise_scale = float(state["noise_scale"])
+            self.perturb()
+
+
+def flat_params(net: nn.Module) -> Tensor:
+    """The network's flat parameter vector (a detached copy)."""
+    return parameters_to_vector(net.parameters()).detach().clone()
+
+
+def set_flat_params(net: nn.Module, flat: Tensor) -> None:
+    """Write a flat parameter vector into the network."""
+    with torch.no_grad():
+        vector_to_parameters(flat.detach().to(torch.float32), net.parameters())
