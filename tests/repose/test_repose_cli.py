@@ -1,0 +1,45 @@
+"""RE-POSE commands end to end on tiny synthetic data with the committed detectors and policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgerl.cli import main
+
+
+def test_evaluate_repose_side_by_side(tmp_path: Path) -> None:
+    data = tmp_path / "set"
+    assert main(["synth", "--out", str(data), "--frames", "2", "--seed", "700100", "--width", "960", "--height", "540"]) == 0
+    out = tmp_path / "cmp.json"
+    rc = main(["evaluate", "repose", "--data", str(data), "--methods", "uniform,meanshift,repose", "--workers", "2",
+               "--budget-ms", "100", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res["methods"]) == {"uniform", "meanshift", "repose"}
+    for row in res["methods"].values():
+        for key in ("map50_95", "map50", "latency_ms_mean", "latency_ms_p95"):
+            assert key in row
+        assert 0.0 <= row["map50_95"] <= row["map50"] <= 1.0
+    assert res["methods"]["repose"]["coarse_ms_mean"] > 0
+    assert res["budget_ms"] == 100
+
+
+def test_experiment_quick_preset(tmp_path: Path, monkeypatch) -> None:
+    from edgerl.repose import experiment
+
+    # an even smaller quick preset keeps the test short; the command path is the real one
+    monkeypatch.setitem(experiment.PRESETS, "quick", {"frames": 1, "width_px": 960, "height_px": 540, "budget_ms": 100.0})
+    out = tmp_path / "fig5"
+    assert main(["experiment", "repose-fig5", "--preset", "quick", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"repose-fig5.csv", "repose-fig5.png", "summary.json", "config.yaml", "metrics.csv"} <= names
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["experiment"] == "repose-fig5" and summary["preset"] == "quick"
+    assert set(summary["methods"]) == {"meanshift", "repose"}
+    assert summary["seeds"] == [700_000]
+
+
+def test_experiment_bad_preset(tmp_path: Path, capsys) -> None:
+    assert main(["experiment", "repose-fig4", "--preset", "huge", "--out", str(tmp_path / "x")]) == 2
+    assert "huge" in capsys.readouterr().err
