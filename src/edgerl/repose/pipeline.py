@@ -75,6 +75,7 @@ class ReposeConfig(Config):
         description="Fine-stage detector options MODEL@SIZE the planner chooses from.",
     )
     budget_ms: float = Field(200.0, gt=0, description="D_max: latency budget of the fine stage.")
+    plan_resolution_ms: float = Field(0.5, gt=0, description="Latency grid of the MCKP dynamic programme.")
     planner: str = Field("sum", pattern="^(sum|parallel)$", description="sum (paper eq. (22)) or parallel (makespan).")
     on_infeasible: str = Field("cheapest", pattern="^(error|cheapest)$", description="Budget below the cheapest plan.")
     accuracy_kind: str = Field("recall", pattern="^(recall|precision)$", description="p_j used by the planner.")
@@ -303,7 +304,9 @@ class Repose(_Base):
         values = plan_values(self.profile, self.options, blocks, areas, self.cfg.accuracy_kind, *self._rs)
         lat = np.broadcast_to(self.latency, values.shape)
         if self.cfg.planner == "sum":
-            plan = solve_mckp(values, lat, self.cfg.budget_ms, on_infeasible=self.cfg.on_infeasible)
+            plan = solve_mckp(
+                values, lat, self.cfg.budget_ms, resolution_ms=self.cfg.plan_resolution_ms, on_infeasible=self.cfg.on_infeasible
+            )
             workers = None
         else:
             plan = solve_parallel(values, lat, self.cfg.budget_ms, self.cfg.n_workers, on_infeasible=self.cfg.on_infeasible)
