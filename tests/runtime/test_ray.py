@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -64,3 +65,26 @@ def test_ray_worker_death_recovered(two_node_cluster) -> None:
         assert ex.alive == [1]
     finally:
         ex.close()
+
+
+def test_real_detector_same_boxes_local_and_ray(two_node_cluster) -> None:
+    """RE-POSE's uniform stage with the built-in ONNX detector: box for box equal on both executors."""
+    from edgerl.repose.pipeline import ReposeConfig, Uniform
+    from edgerl.vision.builtin import builtin_model_path
+    from edgerl.vision.synth import SynthConfig, render_scene
+
+    if not builtin_model_path("n").is_file():
+        pytest.skip("built-in detector absent")
+    frame = render_scene(SynthConfig().resized(960, 540), np.random.default_rng(700_500)).image
+    cfg = ReposeConfig(n_workers=2, uniform_option="person_n@512")
+    with LocalExecutor(2) as local:
+        a = Uniform(local, cfg)(frame).detections
+    ex = RayExecutor(2, num_cpus_per_worker=1)
+    try:
+        b = Uniform(ex, cfg)(frame).detections
+    finally:
+        ex.close()
+    assert len(a) > 0
+    order_a, order_b = np.lexsort(a.boxes.T), np.lexsort(b.boxes.T)
+    np.testing.assert_allclose(a.boxes[order_a], b.boxes[order_b], atol=1e-3)
+    np.testing.assert_allclose(a.scores[order_a], b.scores[order_b], atol=1e-5)
