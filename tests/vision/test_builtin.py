@@ -208,7 +208,6 @@ def _smoke_config(**kw) -> DetectorTrainConfig:
         iterations=5,
         batch_size=2,
         tile_px=[128],
-        batch_ref_px=128,
         warmup_iters=2,
         train_frames=2,
         val_frames=1,

@@ -9,7 +9,9 @@ Recipe (one function, :func:`train_detector`, seeded through ``seed_everything``
    resolution, the rest resized by a log-uniform factor (down to 1/4, up to 1.5x) so the
    detector sees people from a few pixels up to several hundred pixels tall; some tiles
    have a non-square content area letterboxed with grey (114) padding, as the inference
-   backend does with non-square blocks. Horizontal flips and HSV jitter.
+   backend does with non-square blocks. Horizontal flips and HSV jitter. Dense crowds
+   (labelled as one region), posters of people, people hidden below ``min_visible`` and
+   people mostly cut off by the tile border are ignore regions: no class loss there.
 3. Labels are assigned per batch with a task-aligned assigner (TOOD, Feng et al. 2021, as
    used by YOLOv8): candidates are the cells whose centre lies inside a box or within one
    stride of its centre, ranked by ``score**alpha * IoU**beta``, top-k kept per box.
@@ -82,14 +84,9 @@ class DetectorTrainConfig(Config):
         ge=1,
         description="Optimiser steps; None uses the size's default (2000 for every size).",
     )
-    batch_size: int = Field(
-        8,
-        ge=1,
-        description="Tiles per optimiser step at batch_ref_px; other tile sizes get the same pixel count.",
-    )
-    batch_ref_px: int = Field(384, ge=32, description="Tile side at which a batch holds batch_size tiles.")
+    batch_size: int = Field(8, ge=1, description="Tiles per optimiser step.")
     tile_px: list[int] = Field(
-        [320, 384, 448, 512, 640],
+        [320, 352, 384, 416],
         description="Square training tile sizes in pixels (multiples of 32), one drawn per batch.",
     )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
@@ -127,16 +124,7 @@ class DetectorTrainConfig(Config):
         0.15, ge=0, le=1, description="Share of tiles with a non-square content area padded grey."
     )
     person_centred_prob: float = Field(
-        0.7,
-        ge=0,
-        le=1,
-        description="Share of tiles centred near a person picked evenly over log body height.",
-    )
-    fit_person_prob: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="Chance of shrinking a person-centred tile whose person would not fit in it.",
+        0.7, ge=0, le=1, description="Share of tiles centred near a random person."
     )
     flip_prob: float = Field(0.5, ge=0, le=1, description="Horizontal flip probability.")
     hsv_hue: float = Field(
@@ -401,17 +389,9 @@ def sample_tile(
         resizing, or less visible than ``min_visible`` join the frame's ignore regions.
     """
     img_h, img_w = frame.image.shape[:2]
-    boxes = frame.boxes
-    target = None
-    if len(boxes) and rng.random() < cfg.person_centred_prob:
-        # Far people outnumber near ones many times over; picking a body height first
-        # (log-uniform over the frame's range) and then a person of about that height
-        # shows large people as often as small ones.
-        log_h = np.log(np.maximum(boxes[:, 3] - boxes[:, 1], 1.0))
-        want = rng.uniform(log_h.min(), log_h.max())
-        nearest = np.argsort(np.abs(log_h - want))[:5]
-        target = boxes[int(nearest[rng.integers(len(nearest))])]
-
+    scale = 1.0
+    if rng.random() >= cfg.native_tile_prob:
+        scale = float(math.exp(rng.uniform(math.log(cfg.min_scale), math.log(cfg.max_scale))))
     out_w = out_h = tile_px
     if rng.random() < cfg.letterbox_prob:
         aspect = float(math.exp(rng.uniform(math.log(0.5), math.log(2.0))))
@@ -419,22 +399,16 @@ def sample_tile(
             out_h = max(32, int(round(tile_px / aspect)))
         else:
             out_w = max(32, int(round(tile_px * aspect)))
-    scale = 1.0
-    if rng.random() >= cfg.native_tile_prob:
-        scale = float(math.exp(rng.uniform(math.log(cfg.min_scale), math.log(cfg.max_scale))))
-    if target is not None and rng.random() < cfg.fit_person_prob:
-        th, tw = float(target[3] - target[1]), float(target[2] - target[0])
-        fit = min(out_h / max(th, 1.0), out_w / max(tw, 1.0))
-        if scale > fit:
-            scale = fit * float(rng.uniform(0.5, 0.95))
     # The crop cannot exceed the frame: raise the scale until it fits.
     scale = max(scale, out_w / img_w, out_h / img_h)
     src_w = min(img_w, max(1, int(round(out_w / scale))))
     src_h = min(img_h, max(1, int(round(out_h / scale))))
 
-    if target is not None:
-        cx = 0.5 * (target[0] + target[2]) + rng.uniform(-0.3, 0.3) * src_w
-        cy = 0.5 * (target[1] + target[3]) + rng.uniform(-0.3, 0.3) * src_h
+    boxes = frame.boxes
+    if len(boxes) and rng.random() < cfg.person_centred_prob:
+        b = boxes[rng.integers(len(boxes))]
+        cx = 0.5 * (b[0] + b[2]) + rng.uniform(-0.4, 0.4) * src_w
+        cy = 0.5 * (b[1] + b[3]) + rng.uniform(-0.4, 0.4) * src_h
         x0 = int(np.clip(round(cx - src_w / 2), 0, img_w - src_w))
         y0 = int(np.clip(round(cy - src_h / 2), 0, img_h - src_h))
     else:
@@ -511,15 +485,10 @@ class Batch:
 def make_batch(
     frames: Sequence[Frame], cfg: DetectorTrainConfig, rng: np.random.Generator
 ) -> Batch:
-    """Draw one training batch: tiles of one random size from random frames.
-
-    The batch holds ``batch_size`` tiles at ``batch_ref_px`` and as many tiles of another
-    size as give about the same pixel count (at least 2), so every step costs about the same.
-    """
+    """Draw one training batch of ``cfg.batch_size`` tiles of one random size from random frames."""
     tile_px = int(cfg.tile_px[int(rng.integers(len(cfg.tile_px)))])
-    count = max(2, int(round(cfg.batch_size * (cfg.batch_ref_px / tile_px) ** 2)))
     tiles, all_boxes, all_ignore = [], [], []
-    for _ in range(count):
+    for _ in range(cfg.batch_size):
         frame = frames[int(rng.integers(len(frames)))]
         tile, boxes, ignore = sample_tile(frame, tile_px, cfg, rng)
         tiles.append(tile)
