@@ -72,6 +72,16 @@ class ExecutorStats:
     worker_failures: int = 0
     incidents: list[str] = field(default_factory=list)
 
+    def worker_lost(self, worker: int, reason: str, n_lost: int, alive: list[int]) -> None:
+        """Record a failed worker: drop it from ``alive`` (in place), count and log the incident."""
+        if worker in alive:
+            alive.remove(worker)
+        self.worker_failures += 1
+        self.redispatched += n_lost
+        incident = f"{reason}; {n_lost} task(s) re-dispatched to workers {alive}"
+        self.incidents.append(incident)
+        log.warning(incident)
+
 
 class Executor(Protocol):
     """What every executor offers."""

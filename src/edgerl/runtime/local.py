@@ -16,7 +16,6 @@ from edgerl.runtime.base import (
     WorkerDied,
     WorkerState,
     assign_workers,
-    log,
 )
 from edgerl.utils.errors import InputError
 
@@ -86,7 +85,7 @@ class LocalExecutor:
                 for w, items in per_worker.items():
                     self._run_on(w, items, results, failed)
             for w, msg, lost in failed:
-                self._mark_dead(w, msg, len(lost))
+                self.stats.worker_lost(w, msg, len(lost), self.alive)
             pending = [p for p in pending if p not in results]
         self.stats.tasks += len(tasks)
         out = []
@@ -96,15 +95,6 @@ class LocalExecutor:
                 r = TaskResult(r.task_id, r.worker, r.detections, r.compute_ms, r.transfer_ms, attempts[p])
             out.append(r)
         return out
-
-    def _mark_dead(self, w: int, msg: str, n_lost: int) -> None:
-        if w in self.alive:
-            self.alive.remove(w)
-        self.stats.worker_failures += 1
-        self.stats.redispatched += n_lost
-        incident = f"{msg}; {n_lost} task(s) re-dispatched to workers {self.alive}"
-        self.stats.incidents.append(incident)
-        log.warning(incident)
 
     def close(self) -> None:
         self.workers = []

@@ -152,13 +152,7 @@ class RayExecutor:
                     continue
                 results[p] = TaskResult(tasks[p].task_id, w, det, c_ms, t_ms, attempts[p])
             for w, n_lost in dead.items():
-                if w in self.alive:
-                    self.alive.remove(w)
-                self.stats.worker_failures += 1
-                self.stats.redispatched += n_lost
-                incident = f"worker {w} died; {n_lost} task(s) re-dispatched to workers {self.alive}"
-                self.stats.incidents.append(incident)
-                log.warning(incident)
+                self.stats.worker_lost(w, f"worker {w} died", n_lost, self.alive)
             pending = [p for p in pending if p not in results]
         self.stats.tasks += len(tasks)
         return [results[p] for p in range(len(tasks))]
