@@ -73,3 +73,29 @@ def test_detect_unreachable_ray_address(tmp_path: Path, capsys, assets_dir: Path
     )
     assert rc == 2
     assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_detect_on_video(tmp_path: Path) -> None:
+    """A short synthetic video through `edgerl detect` with the built-in detector."""
+    import cv2
+    import numpy as np
+
+    from edgerl.vision.builtin import builtin_model_path
+    from edgerl.vision.synth import SynthConfig, render_video
+
+    if not builtin_model_path("n").is_file():
+        pytest.skip("built-in detector absent")
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    if not writer.isOpened():
+        pytest.skip("no video encoder in this OpenCV build")
+    for scene in render_video(SynthConfig.preset("easy").resized(640, 360), 3, np.random.default_rng(700_900)):
+        writer.write(cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = tmp_path / "out"
+    rc = main(["detect", "--input", str(path), "--method", "uniform", "--workers", "2", "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 3 and summary["frames_skipped"] == 0
+    names = {d["file_name"] for d in json.loads((out / "detections.json").read_text())}
+    assert names <= {"clip.avi#000000", "clip.avi#000001", "clip.avi#000002"} and names
