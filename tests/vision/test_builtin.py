@@ -276,12 +276,13 @@ def test_export_round_trip_matches_torch(tmp_path):
 
 _COMMITTED = [s for s in BUILTIN_SIZES if builtin_model_path(s).is_file()]
 
-#: Thresholds met by every committed size on the 640 px tiles of the lower part of validation
-#: frames 1_000_000 and 1_000_001 (input 640): recall at IoU 0.5 of the people >= 48 px tall
-#: and at least half visible (measured 1.00 for n, s and m), and the share of detections
-#: scoring >= 0.5 that overlap some person at IoU 0.5 (measured 0.77 for n).
-_MIN_RECALL = 0.85
-_MIN_PRECISION = 0.6
+#: Thresholds for every committed size on the 640 px tiles of the lower part of validation
+#: frames 1_000_000 and 1_000_001 (input 640): recall at IoU 0.5 of the 25 people >= 48 px
+#: tall and at least half visible (measured n 0.96, s 0.92, m 0.96), and the share of the
+#: detections scoring >= 0.5 that overlap some person at IoU 0.5 (measured n 0.92, s 0.81,
+#: m 0.91). An untrained network scores 0 on both.
+_MIN_RECALL = 0.8
+_MIN_PRECISION = 0.7
 
 
 @pytest.fixture(scope="module")
