@@ -74,7 +74,7 @@ class ReposeConfig(Config):
         min_length=1,
         description="Fine-stage detector options MODEL@SIZE the planner chooses from.",
     )
-    budget_ms: float = Field(200.0, gt=0, description="D_max: latency budget of the fine stage.")
+    budget_ms: float = Field(250.0, gt=0, description="D_max: latency budget of the fine stage.")
     plan_resolution_ms: float = Field(0.5, gt=0, description="Latency grid of the MCKP dynamic programme.")
     planner: str = Field("sum", pattern="^(sum|parallel)$", description="sum (paper eq. (22)) or parallel (makespan).")
     on_infeasible: str = Field("cheapest", pattern="^(error|cheapest)$", description="Budget below the cheapest plan.")
