@@ -23,7 +23,6 @@ by the experiments.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -41,7 +40,7 @@ from edgerl.cerl.env import (
     make_config,
 )
 from edgerl.utils.errors import InputError
-from edgerl.utils.io import atomic_write_bytes
+from edgerl.utils.io import atomic_torch_save
 
 __all__ = [
     "BASELINES",
@@ -127,7 +126,6 @@ class CerlBaseline:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``{"kind", "layout", "config", "seed"}`` atomically with ``torch.save``."""
-        import torch
 
         state = {
             "kind": self.name,
@@ -135,9 +133,7 @@ class CerlBaseline:
             "config": self.config.model_dump(mode="json"),
             "seed": -1 if self.seed is None else int(self.seed),
         }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        return atomic_write_bytes(path, buf.getvalue())
+        return atomic_torch_save(path, state)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], env_or_config: EnvOrConfig = None) -> CerlBaseline:

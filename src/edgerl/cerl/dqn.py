@@ -35,7 +35,6 @@ an epoch of a baseline (``steps_per_epoch`` vector steps of ``n_envs`` copies, o
 from __future__ import annotations
 
 import copy
-import io
 import math
 import os
 import time
@@ -70,7 +69,7 @@ from edgerl.rl.nets import (
 from edgerl.rl.replay import DictReplayBuffer, ReplaySample
 from edgerl.utils.config import Config, config_from_dict
 from edgerl.utils.errors import InputError
-from edgerl.utils.io import atomic_write_bytes
+from edgerl.utils.io import atomic_torch_save
 
 __all__ = [
     "BranchValues",
@@ -762,9 +761,7 @@ class GcnDqnAgentBase:
             "n_updates": int(self.learner.n_updates),
             "extra": self._extra_state(),
         }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        return atomic_write_bytes(path, buf.getvalue())
+        return atomic_torch_save(path, state)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], env_or_config: EnvOrConfig = None) -> Any:

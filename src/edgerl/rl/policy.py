@@ -7,7 +7,6 @@ RL-DCA decision costs a few matrix products.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerl.utils.errors import InputError
-from edgerl.utils.io import atomic_write_bytes
+from edgerl.utils.io import atomic_torch_save
 
 
 class MLPPolicy:
@@ -86,9 +85,7 @@ class MLPPolicy:
     def save(self, path: str | os.PathLike[str]) -> Path:
         import torch
 
-        buf = io.BytesIO()
-        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state_dict().items()}, buf)
-        return atomic_write_bytes(path, buf.getvalue())
+        return atomic_torch_save(path, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state_dict().items()})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MLPPolicy:

@@ -46,6 +46,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
+    """``torch.save`` ``obj`` (a plain checkpoint: tensors and primitives) to ``path`` atomically."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def _json_default(obj: Any) -> Any:
     # NumPy scalars/arrays and paths appear in summaries; make them plain JSON.
     try:

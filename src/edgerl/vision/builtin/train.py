@@ -49,7 +49,7 @@ from pydantic import Field, field_validator
 
 from edgerl.utils.config import Config, load_config, register_config
 from edgerl.utils.errors import InputError
-from edgerl.utils.io import atomic_write_bytes
+from edgerl.utils.io import atomic_torch_save, atomic_write_bytes
 from edgerl.utils.rundir import RunDir
 from edgerl.utils.seeding import seed_everything
 from edgerl.vision.builtin.model import (
@@ -936,11 +936,7 @@ def checkpoint_dict(
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: dict[str, Any]) -> Path:
     """Write a checkpoint atomically."""
-    import io
-
-    buf = io.BytesIO()
-    torch.save(ckpt, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_torch_save(path, ckpt)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[PersonDetector, dict[str, Any]]:
