@@ -40,18 +40,13 @@ class DemoConfig(Config):
 
 def make_clip(cfg: DemoConfig) -> list[Any]:
     """The clip as dataset samples: video frames with persons, crowds and posters as ignore regions."""
-    from edgerl.vision.datasets import Sample
-    from edgerl.vision.synth import SynthConfig, render_video
+    from edgerl.vision.synth import SynthConfig, render_video, scene_sample
 
     sc = SynthConfig()
     if (cfg.width_px, cfg.height_px) != (sc.width_px, sc.height_px):
         sc = sc.resized(cfg.width_px, cfg.height_px)
-    out = []
-    for i, s in enumerate(render_video(sc, cfg.frames, np.random.default_rng(cfg.clip_seed))):
-        keep = (s.visible >= 0.1) & ~s.iscrowd
-        ignore = np.concatenate([s.ignore.reshape(-1, 4), s.boxes[~keep]]).astype(np.float32)
-        out.append(Sample(None, s.image, s.image.shape[1], s.image.shape[0], s.boxes[keep], np.zeros(int(keep.sum()), np.int64), ignore, i + 1))
-    return out
+    video = render_video(sc, cfg.frames, np.random.default_rng(cfg.clip_seed))
+    return [scene_sample(s, i + 1) for i, s in enumerate(video)]
 
 
 def annotate(image: np.ndarray, result: FrameResult, max_width: int = 1920) -> np.ndarray:

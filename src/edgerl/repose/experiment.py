@@ -49,21 +49,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_frames(cfg: ReposeExperimentConfig) -> list[Any]:
     """Evaluation frames as dataset samples (synthetic, default preset, held-out seeds)."""
-    from edgerl.vision.datasets import Sample
-    from edgerl.vision.synth import SynthConfig, render_scene
+    from edgerl.vision.synth import SynthConfig, render_scene, scene_sample
 
     sc = SynthConfig()
     if (cfg.width_px, cfg.height_px) != (sc.width_px, sc.height_px):
         sc = sc.resized(cfg.width_px, cfg.height_px)
-    out = []
-    for i in range(cfg.frames):
-        s = render_scene(sc, np.random.default_rng(cfg.seed + i))
-        keep = (s.visible >= 0.1) & ~s.iscrowd
-        ignore = np.concatenate([s.ignore.reshape(-1, 4), s.boxes[~keep]]).astype(np.float32)
-        out.append(
-            Sample(None, s.image, s.image.shape[1], s.image.shape[0], s.boxes[keep], np.zeros(int(keep.sum()), np.int64), ignore, i + 1)
-        )
-    return out
+    return [scene_sample(render_scene(sc, np.random.default_rng(cfg.seed + i)), i + 1) for i in range(cfg.frames)]
 
 
 def print_table(table: dict[str, dict[str, float]], console: Any) -> None:

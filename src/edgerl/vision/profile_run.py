@@ -22,18 +22,12 @@ def validation_images(data: str | os.PathLike[str] | None, frames: int, seed: in
         if len(ds) == 0:
             raise InputError(f"{data}: the set has no images")
         return [ValImage(s.load_image(), s.boxes, s.ignore) for s in ds]
-    from edgerl.vision.synth import SynthConfig, render_scene
+    from edgerl.vision.synth import SynthConfig, render_scene, scene_sample
 
     out = []
     for i in range(frames):
-        sc = render_scene(SynthConfig(), np.random.default_rng(seed + i))
-        ign = sc.ignore if len(sc.ignore) else np.zeros((0, 4), np.float32)
-        # barely visible people count as ignore regions, as in the COCO files we write
-        low = sc.boxes[sc.visible < 0.1] if len(sc.boxes) else np.zeros((0, 4), np.float32)
-        keep = sc.visible >= 0.1
-        crowd = sc.boxes[sc.iscrowd] if len(sc.boxes) else np.zeros((0, 4), np.float32)
-        keep &= ~sc.iscrowd
-        out.append(ValImage(sc.image, sc.boxes[keep], np.concatenate([ign, low, crowd]).astype(np.float32)))
+        smp = scene_sample(render_scene(SynthConfig(), np.random.default_rng(seed + i)), i + 1)
+        out.append(ValImage(smp.image, smp.boxes, smp.ignore))
     return out
 
 

@@ -1372,6 +1372,20 @@ def render_scene(
     return next(render_video(cfg, 1, rng))
 
 
+def scene_sample(scene: Scene, image_id: int, ignore_visible_below: float = 0.1) -> Any:
+    """A rendered scene as an in-memory :class:`~edgerl.vision.datasets.Sample` for evaluation.
+
+    Persons at least ``ignore_visible_below`` visible are ground truth (class 0); crowds, barely
+    visible persons and posters become ignore regions, as :func:`write_dataset` labels them.
+    """
+    from edgerl.vision.datasets import Sample
+
+    keep = (scene.visible >= ignore_visible_below) & ~scene.iscrowd
+    ignore = np.concatenate([scene.ignore.reshape(-1, 4), scene.boxes[~keep]]).astype(np.float32)
+    h, w = scene.image.shape[:2]
+    return Sample(None, scene.image, w, h, scene.boxes[keep], np.zeros(int(keep.sum()), np.int64), ignore, image_id)
+
+
 def write_dataset(
     out_dir: str | Path,
     frames: int,
