@@ -64,7 +64,7 @@ def test_unknown_config_field(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("args", [["train", "cerl"], ["experiment", "cerl-convergence"], ["train", "hcmappo"]])
+@pytest.mark.parametrize("args", [["train", "streaming"], ["train", "hcmappo"]])
 def test_unlanded_group_exit_2(args, capsys) -> None:
     assert main(args) == 2
     assert "not available" in capsys.readouterr().err

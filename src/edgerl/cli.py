@@ -312,10 +312,48 @@ def _system_stub(group: typer.Typer, key: str, label: str, verb: str) -> None:
     group.command(key)(_cmd)
 
 
-for _key in ("cerl", "hcmappo", "streaming"):
+@train_app.command("cerl")
+def train_cerl_cmd(
+    out: Path = typer.Option(..., "--out", help="Run directory (agent.pt is written there)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with CerlTrainConfig fields."),
+    method: str | None = typer.Option(None, "--method", help="cerl, d2qn or ddqn (overrides the config)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (overrides the config)."),
+) -> None:
+    """Train CERL (or the DDQN / D2QN baselines) and compare with LC / EC / Random."""
+    from edgerl.cerl.experiment import CerlTrainConfig, train_cerl
+    from edgerl.utils.config import load_config
+
+    cfg = load_config(CerlTrainConfig, config, overrides={"seed": seed, "method": method, "epochs": epochs})
+    train_cerl(cfg, out, console=console)
+
+
+def _cerl_experiment(name: str, doc: str) -> None:
+    def _cmd(
+        out: Path = typer.Option(..., "--out", help="Output folder."),
+        preset: str = typer.Option("quick", "--preset", help="quick or paper."),
+        config: Path | None = typer.Option(None, "--config", help="YAML with CerlExperimentConfig fields (replaces the preset)."),
+    ) -> None:
+        from edgerl.cerl.experiment import PRESETS, CerlExperimentConfig, run_experiment
+        from edgerl.utils.config import load_config
+
+        cfg = load_config(CerlExperimentConfig, config) if config is not None else None
+        if cfg is None and preset in PRESETS:
+            cfg = CerlExperimentConfig(**PRESETS[preset])
+        run_experiment(name, out, preset, cfg=cfg, console=console)
+
+    _cmd.__doc__ = doc
+    experiment_app.command(name)(_cmd)
+
+
+_cerl_experiment("cerl-convergence", "CERL vs D2QN vs DDQN: cost vs epochs for every N (paper 002 Fig. 4).")
+_cerl_experiment("cerl-utilisation", "Remaining compute share per node before and after training (Fig. 5).")
+_cerl_experiment("cerl-scaling", "Cost and collaboration count of the learned methods at one N (Fig. 6).")
+_cerl_experiment("cerl-benchmarks", "CERL vs LC / EC / Random: cost and completion rate (Fig. 7).")
+
+for _key in ("hcmappo", "streaming"):
     _system_stub(train_app, _key, SYSTEMS[_key], "train")
 for _name, _label in {
-    "cerl-convergence": "CERL convergence",
     "hcmappo-compare": "HC-MAPPO-L comparison",
     "streaming-table3": "streaming perception table 3",
 }.items():

@@ -1,0 +1,527 @@
+"""CERL training and experiments (paper 002, Figs. 4-7).
+
+* :func:`train_cerl` (``edgerl train cerl``): one method, one seed, checkpoint + metrics.
+* :func:`run_experiment` (``edgerl experiment cerl-...``):
+
+  - ``cerl-convergence``: greedy evaluation cost vs training epochs for every N (Fig. 4);
+  - ``cerl-scaling``: cost and collaboration count of the learned methods at one N (Fig. 6);
+  - ``cerl-benchmarks``: cost and completion rate of CERL vs LC / EC / Random for every N
+    (Fig. 7);
+  - ``cerl-utilisation``: remaining compute share of every node in a few slots of one episode,
+    with the agent before training (its initial network) and after (Fig. 5).
+
+Every learned method gets the same budget: the same number of epochs, each of the same number
+of environment transitions (CERL's elite actors + RL copies = the baselines' copies, and
+CERL's steps per generation = their steps per epoch), the same Q-network, optimiser, replay and
+exploration settings, the same training seed and the same held-out evaluation episodes.
+An epoch is one CERL generation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from edgerl.cerl.baselines import evaluate_policy, make_baseline
+from edgerl.cerl.env import CerlConfig, CerlEnv
+from edgerl.utils.config import Config
+from edgerl.utils.errors import InputError
+from edgerl.utils.io import write_csv
+from edgerl.utils.rundir import RunDir
+from edgerl.utils.seeding import seed_everything
+
+__all__ = [
+    "EVAL_SEED",
+    "EXPERIMENTS",
+    "LEARNED",
+    "PRESETS",
+    "CerlExperimentConfig",
+    "CerlTrainConfig",
+    "make_agent",
+    "run_experiment",
+    "train_cerl",
+]
+
+LEARNED = ("cerl", "d2qn", "ddqn")
+"""Learned methods, in the paper's order."""
+
+EXPERIMENTS = ("cerl-convergence", "cerl-scaling", "cerl-benchmarks", "cerl-utilisation")
+
+EVAL_SEED = 100_000
+"""First seed of the evaluation episodes (training copies use seeds below 10,000)."""
+
+Method = Literal["cerl", "d2qn", "ddqn"]
+
+
+class CerlTrainConfig(Config):
+    """One training run of a learned method (``edgerl train cerl``)."""
+
+    method: Method = "cerl"
+    """Which agent: 'cerl', 'd2qn' or 'ddqn'."""
+
+    seed: int = Field(0, ge=0)
+    """Seeds the network, the exploration and the training environment copies."""
+
+    epochs: int = Field(200, ge=1)
+    """Training epochs (CERL generations; the baselines' epochs have as many transitions)."""
+
+    eval_every: int = Field(0, ge=0)
+    """Greedy evaluation every this many epochs (0: only at the end)."""
+
+    eval_episodes: int = Field(10, ge=1)
+    """Held-out episodes of each evaluation (seeds EVAL_SEED, EVAL_SEED + 1, ...)."""
+
+    env: CerlConfig = CerlConfig()
+    """The environment (paper 002, section 5.1 defaults)."""
+
+    agent: dict[str, Any] = Field(default_factory=dict)
+    """Agent settings: fields of CerlAgentConfig; those shared with DDQN / D2QN (learning rate,
+    replay, batch, network, exploration, ...) apply to every method, so a comparison keeps one
+    tuning; CERL-only fields (population, CEM) are dropped for the baselines."""
+
+
+def make_agent(method: str, env: CerlConfig, agent: dict[str, Any] | None = None, seed: int = 0) -> Any:
+    """Build a learned agent with the shared settings and the equal-budget layout.
+
+    Args:
+        method: 'cerl', 'd2qn' or 'ddqn'.
+        env: Environment config.
+        agent: CerlAgentConfig fields (see :class:`CerlTrainConfig.agent`).
+        seed: Agent seed.
+
+    Raises:
+        InputError: On an unknown method or a bad agent field.
+    """
+    from edgerl.cerl.agent import CerlAgent, CerlAgentConfig
+    from edgerl.cerl.dqn import D2QNAgent, D2QNConfig, DDQNAgent, DDQNConfig
+    from edgerl.utils.config import config_from_dict
+
+    full = config_from_dict(CerlAgentConfig, dict(agent or {}), "agent")
+    if method == "cerl":
+        return CerlAgent(env, full, seed=seed)
+    if method not in ("d2qn", "ddqn"):
+        raise InputError(f"method: {method!r} is not one of {', '.join(LEARNED)}")
+    cls, cfg_cls = (D2QNAgent, D2QNConfig) if method == "d2qn" else (DDQNAgent, DDQNConfig)
+    shared = {k: v for k, v in full.model_dump().items() if k in cfg_cls.model_fields}
+    extra = {k: v for k, v in dict(agent or {}).items() if k in cfg_cls.model_fields and k not in shared}
+    shared.update(extra)
+    shared["n_envs"] = full.elite_actors + full.rl_envs
+    shared["steps_per_epoch"] = full.steps_per_generation
+    return cls(env, cfg_cls(**shared), seed=seed)
+
+
+def _run_epochs(agent: Any, epochs: int, callback: Any) -> None:
+    from edgerl.cerl.agent import CerlAgent
+
+    if isinstance(agent, CerlAgent):
+        agent.learn(generations=epochs, callback=callback)
+        return
+    cfg = agent.config
+    warm = max(cfg.learning_starts, cfg.batch_size, 1)
+    done = [0]
+
+    def cb(info: dict[str, float]) -> bool:
+        done[0] += 1
+        return callback(info) is not False and done[0] < epochs
+
+    agent.learn(total_steps=warm + epochs * cfg.n_envs * cfg.steps_per_epoch, callback=cb)
+
+
+def _evaluate(env: CerlConfig, policy: Any, episodes: int) -> dict[str, float]:
+    return evaluate_policy(env, policy, episodes=episodes, seed=EVAL_SEED)
+
+
+def _train_one(
+    method: str,
+    env: CerlConfig,
+    agent_cfg: dict[str, Any],
+    seed: int,
+    epochs: int,
+    eval_every: int,
+    eval_episodes: int,
+    log: Any = None,
+) -> tuple[Any, list[dict[str, Any]], float]:
+    """Train one method; returns the agent, per-epoch rows and the mean epoch time (s)."""
+    agent = make_agent(method, env, agent_cfg, seed)
+    rows: list[dict[str, Any]] = []
+    epoch_s: list[float] = []
+    last = [time.perf_counter()]
+
+    def cb(info: dict[str, float]) -> bool:
+        now = time.perf_counter()
+        epoch_s.append(now - last[0])
+        epoch = len(epoch_s)
+        train_cost = info.get("episode_cost_mean", info.get("episode_cost_rl_mean", math.nan))
+        row: dict[str, Any] = {
+            "method": method,
+            "n_devices": env.n_devices,
+            "seed": seed,
+            "epoch": epoch,
+            "env_steps": int(info.get("env_steps", 0)),
+            "train_episode_cost": float(train_cost),
+            "loss_mean": float(info.get("loss_mean", math.nan)),
+            "epoch_s": now - last[0],
+        }
+        if eval_every and epoch % eval_every == 0 and epoch < epochs:
+            ev = _evaluate(env, agent, eval_episodes)
+            row.update(eval_cost=ev["cost_mean"], eval_completion_rate=ev["completion_rate"])
+        rows.append(row)
+        if log is not None:
+            log(row)
+        last[0] = time.perf_counter()
+        return True
+
+    _run_epochs(agent, epochs, cb)
+    ev = _evaluate(env, agent, eval_episodes)
+    if rows:
+        rows[-1].update(eval_cost=ev["cost_mean"], eval_completion_rate=ev["completion_rate"])
+    return agent, rows, float(np.mean(epoch_s)) if epoch_s else math.nan
+
+
+def decision_time_ms(agent: Any, env: CerlConfig, n: int = 50, seed: int = EVAL_SEED) -> float:
+    """Median wall time of one greedy decision (one ``act`` on one observation), in ms."""
+    e = CerlEnv(config=env)
+    obs, _ = e.reset(seed=seed)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        action = agent.act(obs, deterministic=True)
+        times.append(time.perf_counter() - t)
+        obs, _, term, trunc, _ = e.step(action)
+        if term or trunc:
+            obs, _ = e.reset(seed=seed + 1)
+    return float(np.median(times) * 1e3)
+
+
+def train_cerl(cfg: CerlTrainConfig, out_dir: str | os.PathLike[str], console: Any = None) -> dict[str, Any]:
+    """Train one method, evaluate it and the fixed baselines on the same held-out episodes.
+
+    Writes ``config.yaml``, ``metrics.csv`` (one row per epoch), ``agent.pt`` and
+    ``summary.json`` (``methods``: the trained method and lc / ec / random, each with
+    ``cost_mean``, ``completion_rate``, ``collaborations_mean``, ...; plus ``epoch_s_mean``
+    and ``decision_ms``).
+    """
+    seed_everything(cfg.seed)
+    rd = RunDir(out_dir)
+    rd.write_config(cfg)
+    t0 = time.perf_counter()
+
+    def log(row: dict[str, Any]) -> None:
+        rd.log(row)
+        if console is not None and (row["epoch"] % 10 == 0 or row["epoch"] == cfg.epochs):
+            console.print(
+                f"epoch {row['epoch']}/{cfg.epochs}  train episode cost {row['train_episode_cost']:.2f}"
+                + (f"  eval cost {row['eval_cost']:.2f}" if "eval_cost" in row else "")
+            )
+
+    agent, rows, epoch_s = _train_one(
+        cfg.method, cfg.env, cfg.agent, cfg.seed, cfg.epochs, cfg.eval_every, cfg.eval_episodes, log
+    )
+    rd.flush()
+    agent.save(Path(out_dir) / "agent.pt")
+    methods = {cfg.method: _evaluate(cfg.env, agent, cfg.eval_episodes)}
+    for name in ("lc", "ec", "random"):
+        methods[name] = _evaluate(cfg.env, make_baseline(name, cfg.env, seed=cfg.seed), cfg.eval_episodes)
+    summary = {
+        "experiment": "train-cerl",
+        "seeds": [cfg.seed],
+        "n_devices": cfg.env.n_devices,
+        "epochs": cfg.epochs,
+        "epoch_s_mean": epoch_s,
+        "decision_ms": decision_time_ms(agent, cfg.env),
+        "train_s": time.perf_counter() - t0,
+        "methods": methods,
+    }
+    rd.write_summary(summary)
+    if console is not None:
+        print_table(methods, console, f"CERL N={cfg.env.n_devices}, {len(rows)} epochs")
+    return summary
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+class CerlExperimentConfig(Config):
+    """Settings of the CERL experiments (one preset = one instance)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    """Training seeds; every method trains once per seed."""
+
+    n_devices: list[int] = Field(default_factory=lambda: [5, 10, 20, 30, 50])
+    """Numbers of edge devices (convergence and benchmarks)."""
+
+    methods: list[Method] = Field(default_factory=lambda: list(LEARNED))
+    """Learned methods compared."""
+
+    epochs: int = Field(200, ge=1)
+    """Training epochs per run (the paper's curves converge within 200)."""
+
+    eval_every: int = Field(20, ge=0)
+    """Evaluation period of the convergence curves, in epochs."""
+
+    eval_episodes: int = Field(10, ge=1)
+    """Held-out evaluation episodes."""
+
+    scaling_n: int = Field(30, ge=1)
+    """N of the cost / collaboration comparison (Fig. 6)."""
+
+    utilisation_n: int = Field(20, ge=1)
+    """N of the utilisation figure (Fig. 5)."""
+
+    utilisation_slots: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    """Slots (1-based) shown in the utilisation figure."""
+
+    env: dict[str, Any] = Field(default_factory=dict)
+    """CerlConfig overrides applied to every N (n_devices is set per run)."""
+
+    agent: dict[str, Any] = Field(default_factory=dict)
+    """Agent settings shared by every learned method (see CerlTrainConfig.agent)."""
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "seeds": [0],
+        "n_devices": [3],
+        "epochs": 2,
+        "eval_every": 1,
+        "eval_episodes": 1,
+        "scaling_n": 3,
+        "utilisation_n": 3,
+        "env": {"episode_slots": 8, "arrival_rate_per_s": 1.0},
+        "agent": {"pop_size": 6, "learning_starts": 32, "batch_size": 16, "fitness_batch": 16,
+                  "elite_actors": 2, "rl_envs": 2, "steps_per_generation": 2},
+    },
+    "paper": {},
+}
+
+
+def _env(cfg: CerlExperimentConfig, n: int) -> CerlConfig:
+    from edgerl.utils.config import config_from_dict
+
+    return config_from_dict(CerlConfig, {**cfg.env, "n_devices": n}, "env")
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    a = a[~np.isnan(a)]
+    return (float(a.mean()), float(a.std())) if a.size else (math.nan, math.nan)
+
+
+def _aggregate(evals: list[dict[str, float]]) -> dict[str, float]:
+    """Mean over seeds of each metric, plus the spread of the cost across seeds."""
+    out: dict[str, float] = {}
+    for key in ("cost_mean", "completion_rate", "collaborations_mean", "energy_mean", "delay_mean", "penalty_mean"):
+        out[key], std = _spread([e[key] for e in evals])
+        if key == "cost_mean":
+            out["cost_std_over_seeds"] = std
+    return out
+
+
+def print_table(methods: dict[str, dict[str, float]], console: Any, title: str) -> None:
+    """A rich table of per-method cost, completion and collaborations."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    cols = ["cost_mean", "completion_rate", "collaborations_mean"]
+    t.add_column("method")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for name, row in methods.items():
+        t.add_row(name, *[f"{row.get(c, math.nan):.3f}" for c in cols])
+    console.print(t)
+
+
+def _save_fig(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_convergence(rows: list[dict[str, Any]], ns: list[int], path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(ns), figsize=(4 * len(ns), 3.4), squeeze=False)
+    for ax, n in zip(axes[0], ns):
+        by: dict[str, dict[int, list[float]]] = {}
+        for r in rows:
+            if r["n_devices"] == n and "eval_cost" in r:
+                by.setdefault(r["method"], {}).setdefault(r["epoch"], []).append(r["eval_cost"])
+        for m, curve in by.items():
+            ep = sorted(curve)
+            mean = np.array([np.mean(curve[e]) for e in ep])
+            std = np.array([np.std(curve[e]) for e in ep])
+            ax.plot(ep, mean, "o-", ms=3, label=m)
+            ax.fill_between(ep, mean - std, mean + std, alpha=0.2)
+        ax.set_title(f"N = {n}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("system cost per episode")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save_fig(fig, path)
+
+
+def _plot_bars(methods: dict[str, dict[str, float]], keys: list[str], path: Path, title: str) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
+    names = list(methods)
+    for ax, key in zip(axes[0], keys):
+        vals = [methods[n].get(key, math.nan) for n in names]
+        ax.bar(range(len(names)), vals)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_title(key)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
+    _save_fig(fig, path)
+
+
+def _plot_utilisation(rows: list[dict[str, Any]], slots: list[int], path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(len(slots), 1, figsize=(8, 2.6 * len(slots)), squeeze=False)
+    for ax, slot in zip(axes[:, 0], slots):
+        for k, (when, off) in enumerate((("before", -0.2), ("after", 0.2))):
+            rs = [r for r in rows if r["slot"] == slot and r["when"] == when]
+            ax.bar([r["node"] + off for r in rs], [r["remaining_pct"] for r in rs], width=0.4, label=when, color=f"C{k}")
+        ax.set_title(f"slot {slot}")
+        ax.set_xlabel("node (0 = MEC server)")
+        ax.set_ylabel("remaining compute (%)")
+        ax.legend(fontsize=8)
+    _save_fig(fig, path)
+
+
+def _remaining_shares(policy: Any, env: CerlConfig, slots: list[int], seed: int) -> dict[int, np.ndarray]:
+    """Free compute share (%) of every node after the policy's decision in each given slot."""
+    e = CerlEnv(config=env)
+    obs, _ = e.reset(seed=seed)
+    out: dict[int, np.ndarray] = {}
+    for slot in range(1, max(slots) + 1):
+        obs, _, term, trunc, _ = e.step(policy.act(obs, deterministic=True))
+        if slot in slots:
+            out[slot] = np.asarray(obs["free_share_pct"], dtype=np.float64)
+        if term or trunc:
+            break
+    return out
+
+
+def run_experiment(
+    name: str,
+    out_dir: str | os.PathLike[str],
+    preset: str = "quick",
+    cfg: CerlExperimentConfig | None = None,
+    console: Any = None,
+) -> dict[str, Any]:
+    """Run one CERL experiment; write ``NAME.csv``, ``NAME.png``, ``summary.json``.
+
+    ``summary.json`` follows the command-line contract: ``experiment``, ``preset``, ``seeds``
+    and ``methods`` (keys ``METHOD@N<n>`` for the experiments over several N; metrics
+    ``cost_mean``, ``cost_std_over_seeds``, ``completion_rate``, ``collaborations_mean``, ...).
+    """
+    if name not in EXPERIMENTS:
+        raise InputError(f"experiment {name!r}: expected one of {', '.join(EXPERIMENTS)}")
+    if preset not in PRESETS:
+        raise InputError(f"--preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    if cfg is None:
+        cfg = CerlExperimentConfig(**PRESETS[preset])
+    seed_everything(cfg.seeds[0] if cfg.seeds else 0)
+    out = Path(out_dir)
+    rd = RunDir(out)
+    rd.write_config(cfg)
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    methods: dict[str, dict[str, float]] = {}
+    extra: dict[str, Any] = {}
+
+    def say(msg: str) -> None:
+        if console is not None:
+            console.print(msg)
+
+    def train_all(n: int, method_names: list[str], eval_every: int) -> dict[str, list[Any]]:
+        env = _env(cfg, n)
+        agents: dict[str, list[Any]] = {}
+        for m in method_names:
+            for s in cfg.seeds:
+                say(f"training {m} N={n} seed={s}")
+                agent, r, epoch_s = _train_one(m, env, cfg.agent, s, cfg.epochs, eval_every, cfg.eval_episodes, rd.log)
+                rows.extend(r)
+                agents.setdefault(m, []).append(agent)
+                extra.setdefault("epoch_s_mean", {})[f"{m}@N{n}"] = epoch_s
+        return agents
+
+    if name in ("cerl-convergence", "cerl-scaling"):
+        ns = cfg.n_devices if name == "cerl-convergence" else [cfg.scaling_n]
+        for n in ns:
+            env = _env(cfg, n)
+            agents = train_all(n, list(cfg.methods), cfg.eval_every if name == "cerl-convergence" else 0)
+            for m, ags in agents.items():
+                methods[f"{m}@N{n}"] = _aggregate([_evaluate(env, a, cfg.eval_episodes) for a in ags])
+        if name == "cerl-convergence":
+            _plot_convergence(rows, ns, out / f"{name}.png")
+        else:
+            _plot_bars(methods, ["cost_mean", "collaborations_mean"], out / f"{name}.png", f"N = {cfg.scaling_n}")
+    elif name == "cerl-benchmarks":
+        for n in cfg.n_devices:
+            env = _env(cfg, n)
+            agents = train_all(n, ["cerl"], 0)
+            methods[f"cerl@N{n}"] = _aggregate([_evaluate(env, a, cfg.eval_episodes) for a in agents["cerl"]])
+            for b in ("lc", "ec", "random"):
+                methods[f"{b}@N{n}"] = _aggregate(
+                    [_evaluate(env, make_baseline(b, env, seed=s), cfg.eval_episodes) for s in cfg.seeds]
+                )
+            lc = methods[f"lc@N{n}"]
+            c = methods[f"cerl@N{n}"]
+            c["cost_change_vs_lc"] = c["cost_mean"] / lc["cost_mean"] - 1.0 if lc["cost_mean"] else math.nan
+            c["completion_gain_vs_lc"] = c["completion_rate"] - lc["completion_rate"]
+            for m in ("cerl", "lc", "ec", "random"):
+                rows.append({"method": m, "n_devices": n, **methods[f"{m}@N{n}"]})
+        _plot_bars(methods, ["cost_mean", "completion_rate"], out / f"{name}.png", "CERL vs benchmarks")
+    else:  # cerl-utilisation
+        n = cfg.utilisation_n
+        env = _env(cfg, n)
+        slots = sorted(set(cfg.utilisation_slots))
+        for s in cfg.seeds:
+            before_agent = make_agent("cerl", env, cfg.agent, s)
+            before = _remaining_shares(before_agent, env, slots, EVAL_SEED + s)
+            agent, r, _ = _train_one("cerl", env, cfg.agent, s, cfg.epochs, 0, cfg.eval_episodes, rd.log)
+            after = _remaining_shares(agent, env, slots, EVAL_SEED + s)
+            for when, shares in (("before", before), ("after", after)):
+                for slot, arr in shares.items():
+                    for node, pct in enumerate(arr):
+                        rows.append({"seed": s, "when": when, "slot": slot, "node": node, "remaining_pct": float(pct)})
+        for when in ("before", "after"):
+            vals = [r["remaining_pct"] for r in rows if r["when"] == when]
+            methods[f"cerl-{when}"] = {"remaining_pct_mean": float(np.mean(vals)) if vals else math.nan}
+        first = [r for r in rows if r["seed"] == cfg.seeds[0]]
+        _plot_utilisation(first, slots, out / f"{name}.png")
+
+    write_csv(out / f"{name}.csv", rows)
+    summary = {
+        "experiment": name,
+        "preset": preset,
+        "seeds": list(cfg.seeds),
+        "eval_seeds": [EVAL_SEED + i for i in range(cfg.eval_episodes)],
+        "epochs": cfg.epochs,
+        "methods": methods,
+        **extra,
+        "wall_s": time.perf_counter() - t0,
+    }
+    rd.write_summary(summary)
+    if console is not None and name != "cerl-utilisation":
+        print_table(methods, console, name)
+    return summary

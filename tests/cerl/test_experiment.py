@@ -1,0 +1,111 @@
+"""CERL training command and experiments (quick presets)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from edgerl.cerl.agent import CerlAgent
+from edgerl.cerl.dqn import D2QNAgent, DDQNAgent
+from edgerl.cerl.env import CerlConfig
+from edgerl.cerl.experiment import (
+    PRESETS,
+    CerlExperimentConfig,
+    CerlTrainConfig,
+    make_agent,
+    run_experiment,
+    train_cerl,
+)
+from edgerl.cli import main
+from edgerl.utils.errors import InputError
+
+TINY_AGENT = PRESETS["quick"]["agent"]
+TINY_ENV = CerlConfig(n_devices=2, episode_slots=6, arrival_rate_per_s=1.0)
+
+
+def test_make_agent_gives_every_method_the_same_budget_and_settings() -> None:
+    agent_cfg = {**TINY_AGENT, "learning_rate": 1e-3, "gamma": 0.8}
+    cerl = make_agent("cerl", TINY_ENV, agent_cfg, seed=1)
+    ddqn = make_agent("ddqn", TINY_ENV, agent_cfg, seed=1)
+    d2qn = make_agent("d2qn", TINY_ENV, agent_cfg, seed=1)
+    assert isinstance(cerl, CerlAgent) and isinstance(d2qn, D2QNAgent) and isinstance(ddqn, DDQNAgent)
+    # Transitions per epoch: CERL's (elite actors + RL copies) x steps per generation = 4 x 2.
+    for a in (ddqn, d2qn):
+        assert a.config.n_envs == cerl.n_rows == 4
+        assert a.config.steps_per_epoch == cerl.config.steps_per_generation == 2
+        assert a.config.learning_rate == 1e-3 and a.config.gamma == 0.8
+        assert a.config.batch_size == cerl.config.batch_size == 16
+    # Same seed, same architecture (DDQN and CERL's RL network start from the same weights).
+    for (k1, v1), (k2, v2) in zip(cerl.q.state_dict().items(), ddqn.q.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    with pytest.raises(InputError, match="method"):
+        make_agent("ppo", TINY_ENV, {}, seed=0)
+    with pytest.raises(InputError, match="pop_size"):
+        make_agent("cerl", TINY_ENV, {"pop_size": 0}, seed=0)
+
+
+@pytest.mark.parametrize("method", ["cerl", "ddqn"])
+def test_train_cerl_writes_run_directory(tmp_path, method) -> None:
+    cfg = CerlTrainConfig(method=method, epochs=2, eval_every=1, eval_episodes=1, env=TINY_ENV, agent=TINY_AGENT)
+    summary = train_cerl(cfg, tmp_path)
+    assert (tmp_path / "agent.pt").is_file() and (tmp_path / "config.yaml").is_file()
+    lines = (tmp_path / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 2  # header + one row per epoch
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert set(on_disk["methods"]) == {method, "lc", "ec", "random"}
+    for row in on_disk["methods"].values():
+        assert row["cost_mean"] >= 0.0
+        assert math.isnan(row["completion_rate"]) or 0.0 <= row["completion_rate"] <= 1.0
+    assert summary["decision_ms"] > 0.0 and summary["epoch_s_mean"] > 0.0
+
+
+@pytest.mark.parametrize("name", ["cerl-convergence", "cerl-scaling", "cerl-benchmarks", "cerl-utilisation"])
+def test_quick_experiments_write_csv_png_summary(tmp_path, name) -> None:
+    cfg = CerlExperimentConfig(**{**PRESETS["quick"], "n_devices": [2], "scaling_n": 2, "utilisation_n": 2})
+    if name == "cerl-scaling":
+        cfg = cfg.model_copy(update={"methods": ["cerl", "ddqn"]})
+    summary = run_experiment(name, tmp_path, "quick", cfg=cfg)
+    for f in (f"{name}.csv", f"{name}.png", "summary.json", "config.yaml"):
+        assert (tmp_path / f).is_file(), f
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["experiment"] == name and on_disk["preset"] == "quick" and on_disk["seeds"] == [0]
+    methods = summary["methods"]
+    if name == "cerl-convergence":
+        assert set(methods) == {"cerl@N2", "d2qn@N2", "ddqn@N2"}
+    elif name == "cerl-scaling":
+        assert set(methods) == {"cerl@N2", "ddqn@N2"}
+        assert all("collaborations_mean" in m for m in methods.values())
+    elif name == "cerl-benchmarks":
+        assert set(methods) == {"cerl@N2", "lc@N2", "ec@N2", "random@N2"}
+        c, lc = methods["cerl@N2"], methods["lc@N2"]
+        assert c["cost_change_vs_lc"] == pytest.approx(c["cost_mean"] / lc["cost_mean"] - 1.0)
+    else:
+        assert set(methods) == {"cerl-before", "cerl-after"}
+        rows = (tmp_path / f"{name}.csv").read_text().strip().splitlines()
+        # 2 moments x 3 slots x 3 nodes (MEC + 2 devices), values in [0, 100].
+        assert len(rows) == 1 + 2 * 3 * 3
+        assert all(0.0 <= float(r.split(",")[-1]) <= 100.0 for r in rows[1:])
+
+
+def test_experiment_bad_name_and_preset(tmp_path) -> None:
+    with pytest.raises(InputError, match="cerl-convergence"):
+        run_experiment("cerl-nope", tmp_path)
+    with pytest.raises(InputError, match="preset"):
+        run_experiment("cerl-scaling", tmp_path, "huge")
+
+
+def test_cli_train_cerl_and_bad_config(tmp_path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "epochs: 1\neval_episodes: 1\nenv:\n  n_devices: 2\n  episode_slots: 4\nagent:\n"
+        + "".join(f"  {k}: {v}\n" for k, v in TINY_AGENT.items())
+    )
+    assert main(["train", "cerl", "--config", str(cfg), "--method", "d2qn", "--out", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["methods"]["d2qn"]["episodes"] == 1.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env:\n  n_devices: 0\n")
+    assert main(["train", "cerl", "--config", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
