@@ -350,6 +350,7 @@ _cerl_experiment("cerl-convergence", "CERL vs D2QN vs DDQN: cost vs epochs for e
 _cerl_experiment("cerl-utilisation", "Remaining compute share per node before and after training (Fig. 5).")
 _cerl_experiment("cerl-scaling", "Cost and collaboration count of the learned methods at one N (Fig. 6).")
 _cerl_experiment("cerl-benchmarks", "CERL vs LC / EC / Random: cost and completion rate (Fig. 7).")
+_cerl_experiment("cerl-optimality", "Optimality gap of every method on tiny instances solved exactly.")
 
 for _key in ("hcmappo", "streaming"):
     _system_stub(train_app, _key, SYSTEMS[_key], "train")

@@ -62,7 +62,9 @@ def test_train_cerl_writes_run_directory(tmp_path, method) -> None:
     assert summary["decision_ms"] > 0.0 and summary["epoch_s_mean"] > 0.0
 
 
-@pytest.mark.parametrize("name", ["cerl-convergence", "cerl-scaling", "cerl-benchmarks", "cerl-utilisation"])
+@pytest.mark.parametrize(
+    "name", ["cerl-convergence", "cerl-scaling", "cerl-benchmarks", "cerl-utilisation", "cerl-optimality"]
+)
 def test_quick_experiments_write_csv_png_summary(tmp_path, name) -> None:
     cfg = CerlExperimentConfig(**{**PRESETS["quick"], "n_devices": [2], "scaling_n": 2, "utilisation_n": 2})
     if name == "cerl-scaling":
@@ -82,6 +84,13 @@ def test_quick_experiments_write_csv_png_summary(tmp_path, name) -> None:
         assert set(methods) == {"cerl@N2", "lc@N2", "ec@N2", "random@N2"}
         c, lc = methods["cerl@N2"], methods["lc@N2"]
         assert c["cost_change_vs_lc"] == pytest.approx(c["cost_mean"] / lc["cost_mean"] - 1.0)
+    elif name == "cerl-optimality":
+        assert set(methods) == {"exact", "cerl", "d2qn", "ddqn", "lc", "ec", "random"}
+        # The exact search is a lower bound on every policy's cost, instance by instance.
+        rows = [r.split(",") for r in (tmp_path / f"{name}.csv").read_text().strip().splitlines()[1:]]
+        assert len(rows) == 6 * 3
+        assert all(float(r[3]) >= float(r[4]) - 1e-9 for r in rows)
+        assert all(m["gap"] >= -1e-12 for m in methods.values())
     else:
         assert set(methods) == {"cerl-before", "cerl-after"}
         rows = (tmp_path / f"{name}.csv").read_text().strip().splitlines()

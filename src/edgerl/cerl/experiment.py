@@ -8,7 +8,9 @@
   - ``cerl-benchmarks``: cost and completion rate of CERL vs LC / EC / Random for every N
     (Fig. 7);
   - ``cerl-utilisation``: remaining compute share of every node in a few slots of one episode,
-    with the agent before training (its initial network) and after (Fig. 5).
+    with the agent before training (its initial network) and after (Fig. 5);
+  - ``cerl-optimality``: every method's optimality gap on tiny instances, against the exact
+    minimum cost of :func:`~edgerl.cerl.exact.exact_min_cost` (not in the paper).
 
 Every learned method gets the same budget: the same number of epochs, each of the same number
 of environment transitions (CERL's elite actors + RL copies = the baselines' copies, and
@@ -51,7 +53,13 @@ __all__ = [
 LEARNED = ("cerl", "d2qn", "ddqn")
 """Learned methods, in the paper's order."""
 
-EXPERIMENTS = ("cerl-convergence", "cerl-scaling", "cerl-benchmarks", "cerl-utilisation")
+EXPERIMENTS = (
+    "cerl-convergence",
+    "cerl-scaling",
+    "cerl-benchmarks",
+    "cerl-utilisation",
+    "cerl-optimality",
+)
 
 EVAL_SEED = 100_000
 """First seed of the evaluation episodes (training copies use seeds below 10,000)."""
@@ -280,6 +288,26 @@ class CerlExperimentConfig(Config):
     env: dict[str, Any] = Field(default_factory=dict)
     """CerlConfig overrides applied to every N (n_devices is set per run)."""
 
+    tiny_env: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "n_devices": 3,
+            "max_tasks": 2,
+            "share_levels_pct": [25, 50, 100],
+            "n_subcarriers": 2,
+            "slot_s": 1.0,
+            "episode_slots": 3,
+            "arrival_rate_per_s": 0.3,
+            "drain_at_end": True,
+        }
+    )
+    """The tiny instances of cerl-optimality (small enough for the exact search)."""
+
+    tiny_instances: int = Field(20, ge=1)
+    """Instances (episode seeds EVAL_SEED, EVAL_SEED + 1, ...) solved exactly."""
+
+    tiny_epochs: int = Field(100, ge=1)
+    """Training epochs of the learned methods on the tiny instances."""
+
     agent: dict[str, Any] = Field(default_factory=dict)
     """Agent settings shared by every learned method (see CerlTrainConfig.agent)."""
 
@@ -293,6 +321,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_episodes": 1,
         "scaling_n": 3,
         "utilisation_n": 3,
+        "tiny_instances": 3,
+        "tiny_epochs": 2,
         "env": {"episode_slots": 8, "arrival_rate_per_s": 1.0},
         "agent": {"pop_size": 6, "learning_starts": 32, "batch_size": 16, "fitness_batch": 16,
                   "elite_actors": 2, "rl_envs": 2, "steps_per_generation": 2},
@@ -491,6 +521,31 @@ def run_experiment(
             for m in ("cerl", "lc", "ec", "random"):
                 rows.append({"method": m, "n_devices": n, **methods[f"{m}@N{n}"]})
         _plot_bars(methods, ["cost_mean", "completion_rate"], out / f"{name}.png", "CERL vs benchmarks")
+    elif name == "cerl-optimality":
+        from edgerl.cerl.exact import exact_min_cost
+        from edgerl.utils.config import config_from_dict
+
+        env = config_from_dict(CerlConfig, dict(cfg.tiny_env), "tiny_env")
+        seeds = [EVAL_SEED + i for i in range(cfg.tiny_instances)]
+        exact = np.array([exact_min_cost(env, s)[0] for s in seeds])
+        policies: dict[str, list[Any]] = {b: [make_baseline(b, env, seed=s) for s in cfg.seeds] for b in ("lc", "ec", "random")}
+        for m in cfg.methods:
+            for s in cfg.seeds:
+                say(f"training {m} on the tiny instances, seed={s}")
+                agent, r, _ = _train_one(m, env, cfg.agent, s, cfg.tiny_epochs, 0, 1, rd.log)
+                policies.setdefault(m, []).append(agent)
+        methods["exact"] = {"cost_mean": float(exact.mean()), "gap": 0.0}
+        for m, pols in policies.items():
+            gaps, costs = [], []
+            for k, pol in enumerate(pols):
+                got = np.array([evaluate_policy(env, pol, episodes=1, seed=s)["cost_mean"] for s in seeds])
+                costs.append(float(got.mean()))
+                # Gap of the total cost over the instances (per-instance optima can be ~0).
+                gaps.append(float(got.sum() / exact.sum() - 1.0) if exact.sum() > 0 else math.nan)
+                for s, c, e in zip(seeds, got, exact):
+                    rows.append({"method": m, "train_seed": cfg.seeds[k], "instance_seed": s, "cost": float(c), "exact_cost": float(e)})
+            methods[m] = {"cost_mean": float(np.mean(costs)), "gap": float(np.mean(gaps)), "gap_std_over_seeds": float(np.std(gaps))}
+        _plot_bars(methods, ["cost_mean", "gap"], out / f"{name}.png", "tiny instances vs the exact optimum")
     else:  # cerl-utilisation
         n = cfg.utilisation_n
         env = _env(cfg, n)
