@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +119,38 @@ def test_cli_train_cerl_and_bad_config(tmp_path) -> None:
     bad.write_text("env:\n  n_devices: 0\n")
     assert main(["train", "cerl", "--config", str(bad), "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_progress_shaping_potential_golden_and_telescoping() -> None:
+    from edgerl.cerl.env import layer_workload_cycles
+
+    env = CerlConfig(n_devices=2, episode_slots=6, arrival_rate_per_s=1.0, max_tasks=3)
+    agent = make_agent("ddqn", env, {**TINY_AGENT, "progress_shaping": 2.0, "gamma": 1.0}, seed=0)
+    agent._setup()
+    obs = {k: v.copy() for k, v in agent._obs.items()}
+    n1, m, L = 3, 3, 8
+    obs["node_mask"][:, n1:] = 0
+    obs["node_mask"][0, n1 : n1 + L] = 1  # task slot 0 live, slots 1-2 empty
+    obs["node_mask"][0, n1 + 2 * L : n1 + 3 * L] = 1  # task slot 2 live
+    obs["task_progress"][0] = [3, 0, 0]
+    w = layer_workload_cycles(env.cycles_per_calc)
+    # Phi = -c * [(1 - W(1..3)/W) + (1 - 0)] for row 0.
+    expected = -2.0 * ((1.0 - w[:3].sum() / w.sum()) + 1.0)
+    assert agent._potential(obs)[0] == pytest.approx(expected)
+    # With gamma = 1 the stored rewards telescope: sum(stored) = sum(raw) + Phi(last) - Phi(first).
+    agent2 = make_agent("ddqn", env, {**TINY_AGENT, "progress_shaping": 2.0, "gamma": 1.0}, seed=0)
+    agent2._setup()
+    phi0 = agent2._potential(agent2._obs).copy()
+    raw_total = np.zeros(agent2.n_rows)
+    orig_step = agent2.env.step
+
+    def spy(a):
+        out = orig_step(a)
+        raw_total[:] += out[1]
+        return out
+
+    agent2.env.step = spy
+    for _ in range(3):  # 3 slots, no episode ends (6 slots per episode)
+        agent2._step(agent2._random_actions(agent2._obs))
+    stored = agent2.buffer._rewards[:3].sum(0)
+    assert np.allclose(stored, raw_total + agent2._potential(agent2._obs) - phi0, atol=1e-3)
