@@ -128,7 +128,7 @@ def test_progress_shaping_potential_golden_and_telescoping() -> None:
     agent = make_agent("ddqn", env, {**TINY_AGENT, "progress_shaping": 2.0, "gamma": 1.0}, seed=0)
     agent._setup()
     obs = {k: v.copy() for k, v in agent._obs.items()}
-    n1, m, L = 3, 3, 8
+    n1, L = 3, 8
     obs["node_mask"][:, n1:] = 0
     obs["node_mask"][0, n1 : n1 + L] = 1  # task slot 0 live, slots 1-2 empty
     obs["node_mask"][0, n1 + 2 * L : n1 + 3 * L] = 1  # task slot 2 live
