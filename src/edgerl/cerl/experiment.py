@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgerl.cerl.baselines import evaluate_policy, make_baseline
 from edgerl.cerl.env import CerlConfig, CerlEnv
@@ -66,6 +66,12 @@ EVAL_SEED = 100_000
 
 Method = Literal["cerl", "d2qn", "ddqn"]
 
+DEFAULT_AGENT: dict[str, Any] = {"progress_shaping": 10.0, "gamma": 0.95}
+"""Settings every learned method trains with unless a config says otherwise: potential-based
+progress shaping (the failure penalty P = 10 spread over the layers as they are finished) and
+a discount long enough to see a 3 s deadline (12 slots). At N = 10 after 60 epochs these took
+DDQN from a greedy cost worse than all-local to slightly better (30.1 vs 34.9)."""
+
 
 class CerlTrainConfig(Config):
     """One training run of a learned method (``edgerl train cerl``)."""
@@ -88,10 +94,20 @@ class CerlTrainConfig(Config):
     env: CerlConfig = CerlConfig()
     """The environment (paper 002, section 5.1 defaults)."""
 
-    agent: dict[str, Any] = Field(default_factory=dict)
+    agent: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_AGENT))
     """Agent settings: fields of CerlAgentConfig; those shared with DDQN / D2QN (learning rate,
     replay, batch, network, exploration, ...) apply to every method, so a comparison keeps one
-    tuning; CERL-only fields (population, CEM) are dropped for the baselines."""
+    tuning; CERL-only fields (population, CEM) are dropped for the baselines. Fields not given
+    take DEFAULT_AGENT, then the agent's own defaults."""
+
+    @field_validator("agent")
+    @classmethod
+    def _agent_defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _with_defaults(value)
+
+
+def _with_defaults(agent: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULT_AGENT, **dict(agent)}
 
 
 def make_agent(method: str, env: CerlConfig, agent: dict[str, Any] | None = None, seed: int = 0) -> Any:
@@ -308,8 +324,13 @@ class CerlExperimentConfig(Config):
     tiny_epochs: int = Field(100, ge=1)
     """Training epochs of the learned methods on the tiny instances."""
 
-    agent: dict[str, Any] = Field(default_factory=dict)
+    agent: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_AGENT))
     """Agent settings shared by every learned method (see CerlTrainConfig.agent)."""
+
+    @field_validator("agent")
+    @classmethod
+    def _agent_defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _with_defaults(value)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -324,7 +345,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tiny_instances": 3,
         "tiny_epochs": 2,
         "env": {"episode_slots": 8, "arrival_rate_per_s": 1.0},
-        "agent": {"pop_size": 6, "learning_starts": 32, "batch_size": 16, "fitness_batch": 16,
+        "agent": {**DEFAULT_AGENT, "pop_size": 6, "learning_starts": 32, "batch_size": 16, "fitness_batch": 16,
                   "elite_actors": 2, "rl_envs": 2, "steps_per_generation": 2},
     },
     "paper": {},
