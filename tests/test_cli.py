@@ -1,4 +1,4 @@
-"""The command line: version, DNN profile, config errors, unlanded systems, demo."""
+"""The command line: version, DNN profile, config errors, demo."""
 
 from __future__ import annotations
 
@@ -62,12 +62,6 @@ def test_unknown_config_field(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "unknown field 'bandwith_hz'" in err and "clip_seed" in err
     assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.parametrize("args", [["train", "streaming"], ["train", "hcmappo"]])
-def test_unlanded_group_exit_2(args, capsys) -> None:
-    assert main(args) == 2
-    assert "not available" in capsys.readouterr().err
 
 
 def test_usage_error_exit_2() -> None:

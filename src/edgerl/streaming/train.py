@@ -1,0 +1,427 @@
+"""Training the streaming bandit (paper 004, Algorithms 1 and 2; ``edgerl train streaming``).
+
+Paper: Ghosh et al., "Adaptive Streaming Perception using Deep Reinforcement Learning"
+(Chanakya), 2021, section 4.4 and Algorithms 1-2.
+
+For each epoch and each training video (in a fresh random order per epoch):
+
+1. **Observe** (Algorithm 1). The simulator replays the video under :class:`BanditPolicy` in
+   exploring mode: before each detector run the policy decides with probability ``p``
+   (``decide_prob``; always before the first run); a decision builds the context from the last
+   detections and takes the bandit's exploring action. The pairs (context, action) and the
+   decision frames are stored; nothing is learnt while the stream runs.
+2. **Rewards.** After the video, each decision's reward is reconstructed from the stream's
+   outputs (:func:`~edgerl.streaming.rewards.decision_rewards`): R1 = sAP over the frames from
+   that decision to the next; R2 = ``reward_scale * (R1 - R1 of the fixed policy)`` over the
+   same frames, where the fixed policy's outputs on each training video were recorded once
+   before training.
+3. **Update** (Algorithm 2). The (context, action, reward) tuples enter the bandit's replay
+   buffer, and ``updates_per_video`` minibatch updates regress each branch's chosen-arm value on
+   the reward.
+
+The scale regressor and switchability classifier of the context are fitted first, on the
+training videos (:func:`~edgerl.streaming.policies.fit_context_models`). Epsilon decays per
+exploring decision; with about one decision per 10-20 frames and a few thousand training frames
+per epoch, training takes several hundred decisions, over which the paper's 0.999 would barely
+move, so the default decay here is 0.995 (epsilon reaches 0.15 after 379 decisions).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from edgerl.streaming.bandit import BanditConfig, ContextualBandit
+from edgerl.streaming.configs import BRANCHES, ConfigGrid, StreamConfig
+from edgerl.streaming.context import context_dim
+from edgerl.streaming.data import StreamDataConfig, StreamDataset, StreamVideo
+from edgerl.streaming.policies import (
+    N_CLASSES,
+    BanditPolicy,
+    ContextModels,
+    StaticPolicy,
+    SwitchingRuntimes,
+    evaluate_streams,
+    fit_context_models,
+    run_policy,
+)
+from edgerl.streaming.rewards import decision_rewards
+from edgerl.streaming.simulator import RuntimeProfile, SimResult
+from edgerl.utils.config import Config, config_from_dict
+from edgerl.utils.errors import InputError
+from edgerl.utils.io import atomic_write_bytes, write_json
+from edgerl.utils.rundir import RunDir
+from edgerl.utils.seeding import seed_everything
+
+__all__ = [
+    "StreamSetup",
+    "StreamTrainConfig",
+    "context_overhead",
+    "evaluate_policy",
+    "fixed_config",
+    "prepare",
+    "record_fixed_outputs",
+    "save_context_data",
+    "train_bandit",
+    "train_streaming",
+]
+
+
+def _default_bandit() -> dict[str, Any]:
+    return {"epsilon_decay": 0.995}
+
+
+class StreamTrainConfig(Config):
+    """One bandit training run (``edgerl train streaming``); also the base of the experiments."""
+
+    seed: int = Field(0, ge=0)
+    """Seeds the bandit, exploration, decision draws and runtime draws."""
+
+    data: StreamDataConfig = Field(default_factory=StreamDataConfig)
+    """Videos and detection cache."""
+
+    grid: ConfigGrid = Field(default_factory=lambda: ConfigGrid(models=["person_n"], strides=[1]))
+    """Configurations the bandit chooses among (default: person_n, 5 scales x 4 top-k, no
+    tracker: the main table's grid)."""
+
+    speed_factor: float = Field(1.0, gt=0)
+    """Simulated runtime = measured CPU time / speed_factor (see edgerl.streaming.data)."""
+
+    slowdowns: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    """Runtime multipliers modelling contention (each sample is repeated once per factor)."""
+
+    switch_cost_ms: float = Field(0.0, ge=0)
+    """Extra simulated time of a detector run that changes the model (ms)."""
+
+    forecast: bool = True
+    """Kalman forecasting of the outputs (Streamer's pipeline), for every policy."""
+
+    tracker_scale_px: float = Field(480.0, gt=0)
+    """Tracker input short side for configurations with stride > 1."""
+
+    epochs: int = Field(10, ge=1)
+    """Passes over the training videos (paper: 10)."""
+
+    reward: Literal["r1", "r2"] = "r2"
+    """R1: sAP of the segment; R2: reward_scale * (R1 - R1 of the fixed policy)."""
+
+    reward_scale: float = Field(10.0, gt=0)
+    """lambda of R2 (sAP differences are a few hundredths)."""
+
+    fixed_config: str | None = None
+    """Fixed policy of R2 (a grid configuration); None: the grid's nearest to scale 480,
+    top-k 300, stride 1 (the paper's pi_fixed = (480, 300))."""
+
+    decide_prob: float = Field(0.1, ge=0.0, le=1.0)
+    """Probability p of a decision before each detector run while training."""
+
+    test_interval_frames: int = Field(20, ge=1)
+    """Frames between decisions at test time."""
+
+    updates_per_video: int = Field(32, ge=0)
+    """Bandit minibatch updates after each training video."""
+
+    use_switchability: bool = True
+    """Feed the switchability probabilities into the context (needs two or more models)."""
+
+    context_every_frames: int = Field(5, ge=1)
+    """Frame step of the AdaScale / switchability training samples."""
+
+    bandit: dict[str, Any] = Field(default_factory=_default_bandit)
+    """BanditConfig fields (network, exploration, replay, optimiser)."""
+
+    @field_validator("bandit")
+    @classmethod
+    def _check_bandit(cls, v: dict[str, Any]) -> dict[str, Any]:
+        config_from_dict(BanditConfig, dict(v), "bandit")
+        return v
+
+    @field_validator("slowdowns")
+    @classmethod
+    def _check_slowdowns(cls, v: list[float]) -> list[float]:
+        if any(not (math.isfinite(x) and x > 0) for x in v):
+            raise ValueError(f"slowdowns must be finite factors > 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_fixed(self) -> StreamTrainConfig:
+        if self.fixed_config is not None:
+            try:
+                self.grid.check(self.fixed_config)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+def fixed_config(cfg: StreamTrainConfig, grid: ConfigGrid | None = None) -> StreamConfig:
+    """The fixed policy of R2 (checked against the grid)."""
+    g = grid or cfg.grid
+    if cfg.fixed_config is not None:
+        try:
+            return g.check(cfg.fixed_config)
+        except InputError as exc:
+            raise InputError(f"fixed_config: {exc}") from None
+    return g.nearest(scale=480, topk=300, stride=1)
+
+
+class StreamSetup:
+    """What every run on one grid needs: videos, runtimes and context models.
+
+    Args:
+        dataset: The videos (with the grid's detections cached).
+        grid: The configuration grid.
+        runtimes: Runtime profile of the grid's configurations.
+        models: Fitted context models.
+        context_data: Their training data (for saving).
+    """
+
+    def __init__(
+        self,
+        dataset: StreamDataset,
+        grid: ConfigGrid,
+        runtimes: RuntimeProfile,
+        models: ContextModels,
+        context_data: dict[str, Any],
+    ) -> None:
+        self.dataset, self.grid, self.runtimes = dataset, grid, runtimes
+        self.models, self.context_data = models, context_data
+
+    @property
+    def train(self) -> list[StreamVideo]:
+        return self.dataset.train
+
+    @property
+    def test(self) -> list[StreamVideo]:
+        return self.dataset.test
+
+
+def prepare(
+    cfg: StreamTrainConfig,
+    grid: ConfigGrid | None = None,
+    dataset: StreamDataset | None = None,
+    speed_factor: float | None = None,
+    slowdowns: list[float] | None = None,
+    console: Any = None,
+) -> StreamSetup:
+    """Load (or build) the videos for ``grid`` and fit the context models.
+
+    Args:
+        cfg: Training settings (data, default grid, speed factor, switch cost, seed).
+        grid: Grid to serve instead of ``cfg.grid``.
+        dataset: Reuse already loaded videos (they must hold the grid's (model, scale) pairs).
+        speed_factor: Override of ``cfg.speed_factor``.
+        slowdowns: Override of ``cfg.slowdowns``.
+        console: Progress output.
+    """
+    g = grid or cfg.grid
+    ds = dataset if dataset is not None else StreamDataset(cfg.data, g, console)
+    sf = cfg.speed_factor if speed_factor is None else speed_factor
+    runtimes = ds.runtime_profile(g, sf, slowdowns or cfg.slowdowns)
+    if cfg.switch_cost_ms > 0:
+        runtimes = SwitchingRuntimes(runtimes, cfg.switch_cost_ms / 1e3)
+    models, data = fit_context_models(ds.train, g, seed=cfg.seed, every_frames=cfg.context_every_frames)
+    return StreamSetup(ds, g, runtimes, models, data)
+
+
+def _rng(*parts: int) -> np.random.Generator:
+    return np.random.default_rng([int(p) for p in parts])
+
+
+def record_fixed_outputs(setup: StreamSetup, config: StreamConfig, seed: int, forecast: bool, tracker_scale_px: float) -> dict[int, SimResult]:
+    """The fixed policy's run on every training video (recorded once, reused by R2)."""
+    return {
+        j: run_policy(StaticPolicy(config, forecast=forecast), v, setup.runtimes, _rng(seed, 11, j), tracker_scale_px)
+        for j, v in enumerate(setup.train)
+    }
+
+
+def train_bandit(
+    setup: StreamSetup,
+    cfg: StreamTrainConfig,
+    seed: int | None = None,
+    use_switchability: bool | None = None,
+    log: Any = None,
+) -> tuple[ContextualBandit, list[dict[str, Any]]]:
+    """Algorithms 1-2 on the training videos of ``setup``.
+
+    Args:
+        setup: Videos, grid, runtimes and context models.
+        cfg: Training settings.
+        seed: Overrides ``cfg.seed``.
+        use_switchability: Overrides ``cfg.use_switchability``.
+        log: Called with each metrics row (one per epoch and video).
+
+    Returns:
+        The trained bandit and the metrics rows.
+    """
+    seed = cfg.seed if seed is None else int(seed)
+    use_sw = cfg.use_switchability if use_switchability is None else bool(use_switchability)
+    grid = setup.grid
+    bandit = ContextualBandit(context_dim(N_CLASSES), grid.n_arms, config=cfg.bandit, seed=seed, branch_names=BRANCHES)
+    fixed_outputs: dict[int, SimResult] = {}
+    fixed = fixed_config(cfg, grid)
+    if cfg.reward == "r2":
+        fixed_outputs = record_fixed_outputs(setup, fixed, seed, cfg.forecast, cfg.tracker_scale_px)
+    order_rng = _rng(seed, 1)
+    policy = BanditPolicy(
+        bandit, grid, setup.models, explore=True, decide_prob=cfg.decide_prob,
+        interval_frames=cfg.test_interval_frames, rng=_rng(seed, 2),
+        use_switchability=use_sw, forecast=cfg.forecast,
+    )  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for epoch in range(cfg.epochs):
+        for j in order_rng.permutation(len(setup.train)).tolist():
+            v = setup.train[j]
+            t0 = time.perf_counter()
+            res = run_policy(policy, v, setup.runtimes, _rng(seed, 3, epoch, j), cfg.tracker_scale_px)
+            t_sim = time.perf_counter() - t0
+            fixed_res = fixed_outputs.get(j)
+            rewards = decision_rewards(
+                v.gts, res.outputs, policy.decision_frames, v.fps,
+                fixed_outputs=fixed_res.outputs if fixed_res is not None else None,
+                scale=cfg.reward_scale,
+            )  # fmt: skip
+            t_rew = time.perf_counter() - t0 - t_sim
+            for z, a, r in zip(policy.contexts, policy.actions, rewards):
+                bandit.store(z, a, float(r))
+            losses: list[float] = []
+            if bandit.buffer_len >= bandit.config.learning_starts:
+                losses = bandit.learn(cfg.updates_per_video)
+            sap = res.evaluate(v.gts)["sap"]
+            row = {
+                "epoch": epoch + 1,
+                "video": v.name,
+                "seed": seed,
+                "sap": sap,
+                "decisions": len(policy.decision_frames),
+                "detector_runs": len(res.detector_runs),
+                "reward_mean": float(np.mean(rewards)) if len(rewards) else math.nan,
+                "loss_mean": float(np.mean(losses)) if losses else math.nan,
+                "epsilon": bandit.epsilon,
+                "buffer": bandit.buffer_len,
+                "sim_s": t_sim,
+                "reward_s": t_rew,
+            }
+            for b, name in enumerate(BRANCHES):
+                if grid.n_arms[b] > 1:
+                    vals = grid.values(name)
+                    row[f"{name}_mode"] = vals[int(np.bincount([a[b] for a in policy.actions], minlength=len(vals)).argmax())]
+            rows.append(row)
+            if log is not None:
+                log(row)
+    return bandit, rows
+
+
+def evaluate_policy(setup: StreamSetup, make_policy: Any, seed: int, videos: list[StreamVideo] | None = None, tracker_scale_px: float = 480.0) -> tuple[dict[str, float], list[SimResult], Any]:
+    """Run a policy on the test videos (runtime draws seeded ``(seed, 7, video index)``, the
+    same for every method) and pool the sAP.
+
+    Args:
+        setup: Videos and runtimes.
+        make_policy: Zero-argument callable returning the policy (called once; the policy is
+            reset per video).
+        seed: Seed of the runtime draws.
+        videos: Videos to run (default: the test videos).
+
+    Returns:
+        Pooled metrics, the per-video results and the policy.
+    """
+    vids = setup.test if videos is None else videos
+    policy = make_policy()
+    results = [run_policy(policy, v, setup.runtimes, _rng(seed, 7, j), tracker_scale_px) for j, v in enumerate(vids)]
+    return evaluate_streams(vids, results), results, policy
+
+
+def save_context_data(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+    """Write the context models' training data and seed (``.npz``, atomically); refit with
+    :func:`~edgerl.streaming.policies.context_models_from_data` on ``np.load`` of it."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in data.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def context_overhead(setup: StreamSetup, policy: BanditPolicy, results: list[SimResult]) -> dict[str, float]:
+    """Wall time of context building (and of the bandit's forward pass) as a share of the
+    detector's measured (CPU) time over the same test streams."""
+    det_s = 0.0
+    for r in results:
+        for run in r.detector_runs:
+            c = StreamConfig.parse(run.config)
+            det_s += float(setup.dataset.detector_time_s(c.model, c.scale).mean())
+    n_dec = max(1, policy.n_decisions)
+    return {
+        "context_ms_per_decision": policy.context_s / n_dec * 1e3,
+        "act_ms_per_decision": policy.act_s / n_dec * 1e3,
+        "context_share_of_detector": policy.context_s / det_s if det_s > 0 else math.nan,
+        "context_act_share_of_detector": (policy.context_s + policy.act_s) / det_s if det_s > 0 else math.nan,
+    }
+
+
+def train_streaming(cfg: StreamTrainConfig, out_dir: str | os.PathLike[str], console: Any = None) -> dict[str, Any]:
+    """Train the bandit and compare it with the fixed policy on the held-out videos.
+
+    Writes ``config.yaml``, ``metrics.csv`` (one row per epoch and training video),
+    ``bandit.pt``, ``context_models.npz`` (training data and seed of the scale regressor and
+    switchability classifier), ``runtimes.json`` and ``summary.json`` (``methods``: ``bandit``
+    and ``fixed`` with ``sap``, ``sap50``, ``sap75``, ...; context overhead; timings).
+    """
+    seed_everything(cfg.seed)
+    out = Path(out_dir)
+    rd = RunDir(out)
+    rd.write_config(cfg)
+    t0 = time.perf_counter()
+    setup = prepare(cfg, console=console)
+    fixed = fixed_config(cfg)
+
+    def log(row: dict[str, Any]) -> None:
+        rd.log(row)
+        if console is not None:
+            console.print(
+                f"epoch {row['epoch']}/{cfg.epochs} {row['video']}: sAP {row['sap']:.4f}  "
+                f"reward {row['reward_mean']:.4f}  eps {row['epsilon']:.3f}"
+            )
+
+    t_train = time.perf_counter()
+    bandit, _ = train_bandit(setup, cfg, log=log)
+    train_s = time.perf_counter() - t_train
+    rd.flush()
+    bandit.save(out / "bandit.pt")
+    save_context_data(out / "context_models.npz", setup.context_data)
+    write_json(out / "runtimes.json", setup.runtimes.to_dict())
+
+    box: dict[str, BanditPolicy] = {}
+
+    def make_bandit() -> BanditPolicy:
+        box["p"] = BanditPolicy(
+            bandit, setup.grid, setup.models, explore=False,
+            interval_frames=cfg.test_interval_frames,
+            use_switchability=cfg.use_switchability, forecast=cfg.forecast,
+        )  # fmt: skip
+        return box["p"]
+
+    m_bandit, res_bandit, _ = evaluate_policy(setup, make_bandit, cfg.seed, tracker_scale_px=cfg.tracker_scale_px)
+    m_fixed, _, _ = evaluate_policy(setup, lambda: StaticPolicy(fixed, forecast=cfg.forecast), cfg.seed, tracker_scale_px=cfg.tracker_scale_px)
+    summary = {
+        "experiment": "train-streaming",
+        "seeds": [cfg.seed],
+        "grid_size": len(setup.grid),
+        "fixed_config": fixed.name,
+        "epochs": cfg.epochs,
+        "train_s": train_s,
+        "data_s": setup.dataset.build_s,
+        "wall_s": time.perf_counter() - t0,
+        "methods": {"bandit": m_bandit, "fixed": m_fixed},
+        **context_overhead(setup, box["p"], res_bandit),
+    }
+    rd.write_summary(summary)
+    if console is not None:
+        console.print(f"test sAP: bandit {m_bandit['sap']:.4f}, fixed {fixed.name} {m_fixed['sap']:.4f}")
+    return summary

@@ -1,0 +1,142 @@
+"""Synthetic streaming videos and the detection cache: top-k from candidates vs the detector,
+cache files, runtime profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgerl.vision.detectors.onnx_backend as onnx_backend
+from edgerl.streaming import data as sdata
+from edgerl.streaming.configs import ConfigGrid, input_hw
+from edgerl.streaming.data import StreamDataConfig, StreamDataset, topk_nms, video_synth_config
+from edgerl.utils.config import config_from_dict
+from edgerl.utils.errors import InputError
+from edgerl.vision.detectors import load_detector
+from edgerl.vision.synth import render_video
+
+GRID = ConfigGrid(models=["person_n"], scales=[192, 128], topks=[100, 300], strides=[1])
+
+
+def tiny_data(cache: Path, **kw) -> StreamDataConfig:
+    base = dict(width_px=320, height_px=192, n_frames=12, train_frames=None, n_train_videos=1, n_test_videos=1, nms_timing_frames=2, cache_dir=str(cache))
+    return StreamDataConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> StreamDataset:
+    return StreamDataset(tiny_data(tmp_path_factory.mktemp("cache")), GRID)
+
+
+def test_topk_nms_golden():
+    # sorted candidates: A (0.9), B overlaps A (IoU 0.81 > 0.6) (0.8), C apart (0.7), D (0.6)
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 9], [20, 20, 30, 30], [-5, 40, 5, 50]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    d = topk_nms(boxes, scores, 2, 0.6, (100, 100))
+    assert d.scores.tolist() == pytest.approx([0.9])  # only A and B enter; B is suppressed
+    d = topk_nms(boxes, scores, 4, 0.6, (100, 100))
+    assert d.scores.tolist() == pytest.approx([0.9, 0.7, 0.6])
+    assert d.boxes[2].tolist() == [0, 40, 5, 50]  # clipped to the frame after NMS
+    d = topk_nms(boxes, scores, 3, 0.9, (100, 100))  # B survives a looser NMS; cap = k = 3
+    assert len(d) == 3 and d.classes.tolist() == [0, 0, 0]
+
+
+def test_topk_from_candidates_equals_the_detector_with_that_cap(monkeypatch):
+    cfg = StreamDataConfig(width_px=320, height_px=192)
+    frames = [s.image for s in render_video(video_synth_config(cfg, 5), 2, np.random.default_rng(5))]
+    cand = sdata._Detector("person_n", cfg)
+    cases = []
+    for scale in (192, 128):
+        hw = input_hw(scale, (192, 320))
+        for img in frames:
+            boxes, scores, seconds = cand.candidates(img, hw)
+            assert seconds > 0 and np.all(np.diff(scores) <= 0) and len(scores) <= cfg.max_candidates
+            cases.append((img, hw, boxes, scores))
+    for k in (20, 100, 300):
+        # the detector itself with k as its pre-NMS cap and max_detections = k
+        monkeypatch.setattr(onnx_backend, "MAX_NMS_CANDIDATES", k)
+        det = load_detector("person_n", conf_threshold=cfg.conf_threshold, max_detections=k, iou_threshold=cfg.nms_iou)
+        for img, hw, boxes, scores in cases:
+            mine = topk_nms(boxes, scores, k, cfg.nms_iou, (192, 320))
+            ref = det.detect_timed([img], input_hw=hw)[0][0]
+            assert len(mine) == len(ref) > 0
+            np.testing.assert_allclose(mine.boxes, ref.boxes, atol=1e-3)
+            np.testing.assert_array_equal(mine.scores, ref.scores)
+
+
+def test_dataset_structure(dataset):
+    assert [v.name for v in dataset.train] == ["train-0"] and [v.name for v in dataset.test] == ["test-1000000"]
+    for v in dataset.train + dataset.test:
+        assert v.n_frames == 12 and v.image_hw == (192, 320)
+        for g in v.gts:
+            assert np.all(g.boxes[:, 2] <= 320) and np.all(g.boxes[:, 3] <= 192) and np.all(g.classes == 0)
+        for key in GRID.model_scales():
+            assert v.infer_s[key].shape == (12,) and np.all(v.infer_s[key] > 0)
+            boxes, scores, off = v.candidates[key]
+            assert off[0] == 0 and off[-1] == len(boxes) == len(scores)
+        d = v.detections("person_n@192_k100_s1", 3)
+        assert len(d) <= 100 and v.detections("person_n@192_k100_s1", 3) is d  # memoised
+    with pytest.raises(InputError, match=r"no cached detections for person_n@720"):
+        dataset.train[0].detections("person_n@720_k100_s1", 0)
+
+
+def test_cache_file_is_reused(tmp_path, monkeypatch, dataset):
+    cfg = tiny_data(dataset.cache_dir)
+    files = sorted(p.name for p in Path(dataset.cache_dir).iterdir())
+    assert len(files) == 2 and all(f.startswith("video_s") and f.endswith(".npz") for f in files)
+
+    def no_render(*a, **k):
+        raise AssertionError("rendered although the cache holds everything")
+
+    monkeypatch.setattr(sdata, "_render_frames", no_render)
+    again = StreamDataset(cfg, GRID)
+    v0, v1 = dataset.train[0], again.train[0]
+    np.testing.assert_array_equal(v0.infer_s[("person_n", 192)], v1.infer_s[("person_n", 192)])
+    np.testing.assert_array_equal(v0.gts[5].boxes, v1.gts[5].boxes)
+    # another scale is missing: the video is rendered again
+    with pytest.raises(AssertionError, match="rendered"):
+        StreamDataset(cfg, GRID.model_copy(update={"scales": [192, 160]}))
+
+
+def test_runtime_profile(dataset):
+    prof = dataset.runtime_profile(GRID, speed_factor=2.0, slowdowns=[1.0, 3.0])
+    v = dataset.train[0]
+    det = v.infer_s[("person_n", 128)]
+    nms = float(v.nms_s[("person_n", 128, 300)].mean())
+    s = prof.samples("person_n@128_k300_s1")
+    np.testing.assert_allclose(s, np.concatenate([det + nms, 3 * (det + nms)]))
+    assert prof.mean_s("person_n@128_k300_s1") == pytest.approx(2 * (det.mean() + nms) / 2.0)
+    assert dataset.mean_runtime_frames("person_n@128_k300_s1", 2.0) == pytest.approx((det.mean() + nms) / 2 * 30)
+    with pytest.raises(InputError, match="slowdowns"):
+        dataset.runtime_profile(GRID, slowdowns=[0.0])
+
+
+def test_runtime_profile_without_samples_is_refused(dataset, monkeypatch):
+    monkeypatch.setitem(dataset.train[0].infer_s, ("person_n", 192), np.zeros(0))
+    with pytest.raises(InputError, match=r"configuration 'person_n@192_k100_s1' has no runtime samples"):
+        dataset.runtime_profile(GRID)
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(InputError, match="overlap"):
+        config_from_dict(StreamDataConfig, {"n_train_videos": 5, "test_seed_start": 3}, "data")
+    with pytest.raises(InputError, match=r"grid.topks \[2000\] exceed data.max_candidates"):
+        StreamDataset(tiny_data(tmp_path), GRID.model_copy(update={"topks": [100, 2000]}))
+    with pytest.raises(InputError, match="unknown detector"):
+        StreamDataset(tiny_data(tmp_path), GRID.model_copy(update={"models": ["no_such_model"]}))
+
+
+def test_scene_variation_is_seeded():
+    cfg = StreamDataConfig()
+    a, b = video_synth_config(cfg, 3), video_synth_config(cfg, 3)
+    assert a == b and a.width_px == 1280 and a.fps == 30.0
+    heights = {round(video_synth_config(cfg, s).person_height_max_px, 3) for s in range(6)}
+    assert len(heights) == 6
+    # zoom in [0.6, 1.8] of the resized default (400 px at 2160 -> 133.3 px at 720)
+    assert all(0.6 * 133.3 <= h <= 1.8 * 133.4 for h in heights)
+    flat = video_synth_config(cfg.model_copy(update={"vary_scenes": False}), 3)
+    assert flat.person_height_max_px == pytest.approx(400 * 720 / 2160)
+    over = video_synth_config(cfg.model_copy(update={"synth_overrides": {"walk_speed_mps": 3.0}}), 3)
+    assert over.walk_speed_mps == 3.0

@@ -1,0 +1,143 @@
+"""Bandit training (Algorithms 1-2): rewards R1 / R2 wired into learning on a toy stream, and the
+``edgerl train streaming`` command end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+from edgerl.cli import main
+from edgerl.streaming.bandit import ContextualBandit
+from edgerl.streaming.configs import ConfigGrid
+from edgerl.streaming.data import StreamVideo
+from edgerl.streaming.policies import BanditPolicy, ContextModels, run_policy
+from edgerl.streaming.simulator import RuntimeProfile
+from edgerl.streaming.train import StreamSetup, StreamTrainConfig, fixed_config, train_bandit
+from edgerl.utils.config import config_from_dict
+from edgerl.utils.errors import InputError
+from edgerl.vision.metrics import GroundTruth
+
+TOY_GRID = ConfigGrid(models=["toy"], scales=[200, 100], topks=[10], strides=[1])
+
+
+def toy_video(seed: int, n: int = 60) -> StreamVideo:
+    """Four 40x40 people drifting right; scale 200 finds them exactly, scale 100 finds boxes
+    25 px off (IoU 225 / 2975 = 0.08 < 0.5: never a match)."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(10, 100, (4, 2))
+    gts, good, bad = [], [], []
+    for i in range(n):
+        xy = start + [0.5 * i, 0.0]
+        b = np.concatenate([xy, xy + 40], axis=1).astype(np.float32)
+        gts.append(GroundTruth(b, np.zeros(4, np.int64), 200, 200))
+        good.append(b)
+        bad.append(b + 25)
+    scores = np.tile(np.array([0.9, 0.8, 0.7, 0.6], np.float32), n)
+    off = np.arange(0, 4 * n + 1, 4, dtype=np.int64)
+    cands = {("toy", 200): (np.concatenate(good), scores, off), ("toy", 100): (np.concatenate(bad), scores, off)}
+    infer = {k: np.full(n, 0.02) for k in cands}
+    nms = {(m, s, 10): np.array([1e-4]) for m, s in cands}
+    return StreamVideo(seed, "train", (200, 200), 30.0, gts, cands, infer, nms, 0.6)
+
+
+def toy_setup() -> StreamSetup:
+    ds = SimpleNamespace(train=[toy_video(1), toy_video(2)], test=[toy_video(3)])
+    runtimes = RuntimeProfile({c: [0.02] for c in TOY_GRID.names()})  # 0.6 frames each
+    return StreamSetup(ds, TOY_GRID, runtimes, ContextModels((200, 200), TOY_GRID.scales), {})
+
+
+def toy_cfg(reward: str) -> StreamTrainConfig:
+    return config_from_dict(
+        StreamTrainConfig,
+        {
+            "grid": TOY_GRID.model_dump(),
+            "epochs": 6,
+            "reward": reward,
+            "fixed_config": "toy@100_k10_s1",
+            "decide_prob": 0.15,
+            "updates_per_video": 16,
+            "forecast": False,
+            "bandit": {"hidden_sizes": [32], "learning_rate": 3e-3, "learning_starts": 4, "batch_size": 8, "buffer_size": 64, "epsilon_decay": 0.97},
+        },
+    )
+
+
+@pytest.mark.parametrize("reward", ["r1", "r2"])
+def test_greedy_choice_converges_to_the_clearly_best_configuration(reward):
+    setup, cfg = toy_setup(), toy_cfg(reward)
+    bandit, rows = train_bandit(setup, cfg, seed=0)
+    assert len(rows) == 6 * 2 and rows[-1]["epsilon"] < rows[0]["epsilon"]
+    rewards = bandit._rewards[: bandit.buffer_len]
+    if reward == "r1":
+        assert rewards.max() <= 1.0  # an sAP
+    else:
+        # R2 = 10 * (R1 - R1 of the fixed policy); the fixed policy (scale 100) never matches,
+        # so R2 = 10 * R1 and a good segment is worth several units
+        assert rewards.max() > 3.0 and rewards.min() >= -1e-9
+    # greedy test policy: every decision picks scale 200
+    pol = BanditPolicy(bandit, TOY_GRID, setup.models, explore=False, interval_frames=10, forecast=False)
+    res = run_policy(pol, setup.test[0], setup.runtimes, np.random.default_rng(0))
+    assert set(res.configs) == {"toy@200_k10_s1"}
+    assert res.evaluate(setup.test[0].gts)["sap"] > 0.5
+
+
+def test_training_is_seeded():
+    setup, cfg = toy_setup(), toy_cfg("r2")
+    cfg.epochs = 2
+    a, _ = train_bandit(setup, cfg, seed=3)
+    b, _ = train_bandit(setup, cfg, seed=3)
+    assert np.array_equal(a._rewards, b._rewards) and np.array_equal(a._actions, b._actions)
+
+
+def test_fixed_config_must_be_in_the_grid():
+    cfg = toy_cfg("r2")
+    assert fixed_config(cfg).name == "toy@100_k10_s1"
+    assert StreamTrainConfig().fixed_config is None
+    assert fixed_config(StreamTrainConfig()).name == "person_n@480_k300_s1"
+    with pytest.raises(InputError, match=r"fixed_config.*scale 999 is not one of"):
+        config_from_dict(StreamTrainConfig, {"fixed_config": "person_n@999_k300_s1"}, "cfg")
+
+
+def tiny_train_yaml(tmp_path: Path) -> Path:
+    cfg = {
+        "epochs": 1,
+        "data": {"width_px": 320, "height_px": 192, "n_frames": 16, "train_frames": None, "n_train_videos": 1, "n_test_videos": 1, "nms_timing_frames": 2, "cache_dir": str(tmp_path / "cache")},
+        "grid": {"models": ["person_n"], "scales": [192, 128], "topks": [100, 300], "strides": [1]},
+        "fixed_config": "person_n@128_k300_s1",
+        "context_every_frames": 4,
+        "updates_per_video": 2,
+        "bandit": {"hidden_sizes": [16], "learning_starts": 1, "batch_size": 1, "buffer_size": 16},
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_train_streaming(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "streaming", "--out", str(out), "--config", str(tiny_train_yaml(tmp_path)), "--seed", "4"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "metrics.csv", "summary.json", "bandit.pt", "context_models.npz", "runtimes.json"} <= names
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [4] and summary["fixed_config"] == "person_n@128_k300_s1"
+    for m in ("bandit", "fixed"):
+        assert 0.0 <= summary["methods"][m]["sap"] <= 1.0
+    assert 0.0 <= summary["context_share_of_detector"] < 0.5
+    bandit = ContextualBandit.from_checkpoint(out / "bandit.pt")
+    assert bandit.n_arms == (1, 2, 2, 1) and bandit.branch_names == ("model", "scale", "topk", "stride")
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 4
+    with np.load(out / "context_models.npz") as z:
+        assert z["scale_X"].shape[0] == z["scale_y"].shape[0] > 0
+
+
+def test_cli_train_streaming_bad_config(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("fixed_config: person_n@999_k300_s1\n")
+    assert main(["train", "streaming", "--out", str(tmp_path / "r"), "--config", str(path)]) == 2
+    assert "scale 999 is not one of" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
