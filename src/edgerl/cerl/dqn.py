@@ -70,7 +70,7 @@ from edgerl.rl.nets import (
 from edgerl.rl.replay import DictReplayBuffer, ReplaySample
 from edgerl.utils.config import Config, config_from_dict
 from edgerl.utils.errors import InputError
-from edgerl.utils.io import atomic_torch_save
+from edgerl.utils.io import atomic_torch_save, read_torch_checkpoint
 
 __all__ = [
     "BranchValues",
@@ -802,15 +802,7 @@ class GcnDqnAgentBase:
             InputError: If the file is missing or not a checkpoint of this agent, or its
                 layout differs from ``env_or_config`` (the message lists every difference).
         """
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: checkpoint not found")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(
-                f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})"
-            ) from None
+        p, state = read_torch_checkpoint(path)
         meta = state.get("meta") if isinstance(state, dict) else None
         if not isinstance(meta, dict) or "kind" not in meta:
             raise InputError(f"{p}: not an edgerl CERL agent checkpoint (no 'meta' entry)")

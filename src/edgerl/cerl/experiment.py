@@ -35,6 +35,8 @@ from edgerl.cerl.env import CerlConfig, CerlEnv
 from edgerl.utils.config import Config
 from edgerl.utils.errors import InputError
 from edgerl.utils.io import write_csv
+from edgerl.utils.plots import pyplot as _plt
+from edgerl.utils.plots import save_figure as _save_fig
 from edgerl.utils.rundir import RunDir
 from edgerl.utils.seeding import seed_everything
 
@@ -388,23 +390,6 @@ def print_table(methods: dict[str, dict[str, float]], console: Any, title: str) 
     console.print(t)
 
 
-def _save_fig(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _plot_convergence(rows: list[dict[str, Any]], ns: list[int], path: Path) -> None:

@@ -96,7 +96,7 @@ from edgerl.rl.onpolicy import (
 )
 from edgerl.utils.config import Config, config_from_dict
 from edgerl.utils.errors import InputError
-from edgerl.utils.io import atomic_torch_save
+from edgerl.utils.io import atomic_torch_save, read_torch_checkpoint
 from edgerl.utils.seeding import make_rng
 
 __all__ = [
@@ -1535,15 +1535,7 @@ class HcAgent:
             InputError: If the file is missing or not an HC-MAPPO-L checkpoint, or it was
                 trained for another layout (the message lists every difference).
         """
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: checkpoint not found")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(
-                f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})"
-            ) from None
+        p, state = read_torch_checkpoint(path)
         meta = state.get("meta") if isinstance(state, dict) else None
         if not isinstance(meta, dict) or meta.get("kind") != CHECKPOINT_KIND:
             raise InputError(

@@ -43,6 +43,8 @@ from edgerl.hcmappo.config import HcConfig, make_config
 from edgerl.utils.config import Config
 from edgerl.utils.errors import InputError
 from edgerl.utils.io import write_csv
+from edgerl.utils.plots import pyplot as _plt
+from edgerl.utils.plots import save_figure as _save_fig
 from edgerl.utils.rundir import RunDir
 from edgerl.utils.seeding import seed_everything
 
@@ -583,22 +585,6 @@ def print_table(methods: Mapping[str, Mapping[str, float]], console: Any, title:
     console.print(t)
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_fig(fig: Any, path: Path) -> None:
-    plt = _plt()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _plot_convergence(rows: list[dict[str, Any]], limit_s: float, path: Path) -> None:

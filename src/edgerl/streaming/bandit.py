@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 from edgerl.utils.config import Config, config_from_dict
 from edgerl.utils.errors import InputError
-from edgerl.utils.io import atomic_torch_save, to_json
+from edgerl.utils.io import atomic_torch_save, read_torch_checkpoint, to_json
 from edgerl.utils.seeding import make_rng
 
 __all__ = [
@@ -431,15 +431,7 @@ class ContextualBandit:
 
     @staticmethod
     def _read(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: checkpoint not found")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise InputError(
-                f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})"
-            ) from None
+        p, state = read_torch_checkpoint(path)
         meta = state.get("meta") if isinstance(state, dict) else None
         if not isinstance(meta, dict) or meta.get("kind") != CHECKPOINT_KIND:
             raise InputError(f"{p}: not a streaming contextual-bandit checkpoint")

@@ -65,6 +65,8 @@ from edgerl.streaming.train import (
 from edgerl.utils.config import Config, config_from_dict
 from edgerl.utils.errors import InputError
 from edgerl.utils.io import write_csv
+from edgerl.utils.plots import pyplot as _plt
+from edgerl.utils.plots import save_figure as _save_fig
 from edgerl.utils.rundir import RunDir
 from edgerl.utils.seeding import seed_everything
 
@@ -258,22 +260,6 @@ def _bandit_factory(bandit: Any, setup: StreamSetup, train: StreamTrainConfig, u
 # --------------------------------------------------------------------------- figures
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_fig(fig: Any, path: Path) -> None:
-    plt = _plt()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _plot(methods: dict[str, dict[str, Any]], timelines: dict[str, SimResult], grid: ConfigGrid, path: Path, title: str) -> None:

@@ -55,6 +55,28 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def read_torch_checkpoint(path: str | os.PathLike[str]) -> tuple[Path, Any]:
+    """Load a plain checkpoint with ``torch.load(weights_only=True)`` on the CPU.
+
+    Returns:
+        ``(Path(path), the loaded object)``.
+
+    Raises:
+        InputError: If the file is missing or cannot be read as a plain checkpoint.
+    """
+    import torch
+
+    from edgerl.utils.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: checkpoint not found")
+    try:
+        return p, torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
 def _json_default(obj: Any) -> Any:
     # NumPy scalars/arrays and paths appear in summaries; make them plain JSON.
     try:
