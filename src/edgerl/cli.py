@@ -119,17 +119,20 @@ def profile_privacy(
 def profile_detector(
     model: str = typer.Option("person_n,person_s,person_m", "--model", help="Comma-separated built-in names or .onnx files."),
     data: Path | None = typer.Option(None, "--data", help="COCO-format validation set (default: synthetic frames made now)."),
-    sizes: str = typer.Option("320,640,960", "--sizes", help="Comma-separated input sizes (multiples of 32)."),
+    sizes: str = typer.Option("512,640,960,1280", "--sizes", help="Comma-separated input sizes (multiples of 32)."),
     frames: int = typer.Option(3, "--frames", help="Synthetic validation frames when --data is not given."),
     seed: int = typer.Option(900_000, "--seed", help="Seed of the synthetic validation frames."),
     json_path: Path = typer.Option(..., "--json", help="Write the profile here."),
+    keep_latency: bool = typer.Option(
+        False, "--keep-latency", help="Measure accuracy only; keep the latencies of the profile already at --json."
+    ),
 ) -> None:
     """Latency per (model, input size) and accuracy by resized object area, as JSON."""
     from edgerl.vision.profile_run import profile_detectors
 
     profile_detectors(
         [m for m in model.split(",") if m], [int(v) for v in sizes.split(",") if v], json_path,
-        data=data, frames=frames, seed=seed, console=console,
+        data=data, frames=frames, seed=seed, console=console, keep_latency=keep_latency,
     )
 
 

@@ -48,6 +48,7 @@ def _cfg(**kw) -> ReposeConfig:
         block_min_px=32,
         uniform_option="a@64",
         conf_threshold=0.1,
+        accuracy_kind="recall",  # the hand-made profile records recall at IoU 0.5 only
     )
     base.update(kw)
     return ReposeConfig(**base)

@@ -85,6 +85,29 @@ def test_profile_accuracy_with_exact_detector() -> None:
     assert acc2.recall.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
 
 
+class _WideBlobs:
+    """Blob detector whose boxes are 3 px too wide: a blob of side s is found with IoU s / (s + 3)."""
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        out = BlobDetector().detect(images)
+        return [Detections(d.boxes + np.array([0, 0, 3, 0], np.float32), d.scores, d.classes) for d in out]
+
+
+def test_recall_coco_counts_tight_boxes_only() -> None:
+    rng = np.random.default_rng(1)
+    imgs = [_blob_image(rng, [4, 8, 16, 32, 64])]
+    acc = profile_accuracy(lambda s: _WideBlobs(), [512], imgs, tile_scales=(1.0,), log2_edges=[3, 5, 7, 9, 11, 13])
+    # IoU per side s: 4/7 = 0.571, 8/11 = 0.727, 16/19 = 0.842, 32/35 = 0.914, 64/67 = 0.955.
+    # Thresholds 0.50, 0.55, ..., 0.95 passed: 2, 5, 7, 9, 10 of 10.
+    assert acc.recall.tolist() == [1.0] * 5  # all matched at IoU 0.5
+    assert acc.recall_coco.tolist() == pytest.approx([0.2, 0.5, 0.7, 0.9, 1.0])
+    assert acc.value(np.array([2.0**6]), kind="recall_coco")[0] == pytest.approx(0.5)
+    # A profile made before per-threshold recall was recorded says what to do.
+    old = AreaAccuracy([3, 5], [1], [1], [1], [1])
+    with pytest.raises(InputError, match="recall_coco.*edgerl profile detector"):
+        old.value(np.array([16.0]), kind="recall_coco")
+
+
 def test_profile_json_roundtrip(tmp_path: Path) -> None:
     prof = DetectorProfile(latency_ms={"m": {"320": 5.0, "640": 20.0}, "n": {"320": 2.0}})
     prof.accuracy["m"] = AreaAccuracy([0, 1, 2], [1, 1], [1, 0], [1, 1], [1, 0])
@@ -93,6 +116,9 @@ def test_profile_json_roundtrip(tmp_path: Path) -> None:
     assert back.options() == [("n", 320), ("m", 320), ("m", 640)]
     assert back.latency("m", 640) == 20.0
     assert back.accuracy["m"].recall.tolist() == [1.0, 0.0]
+    prof.accuracy["m"] = AreaAccuracy([0, 1, 2], [2, 1], [1, 0], [1, 1], [1, 0], [0.5, 0.9], [[2, 1], [0, 0]])
+    back = DetectorProfile.load(prof.save(tmp_path / "q.json"))
+    assert back.accuracy["m"].recall_coco.tolist() == [0.5, 0.5]  # (2+0)/2/2, (1+0)/2/1
     assert "cpu_count" in back.machine
     with pytest.raises(InputError, match="no latency for m at 1024"):
         back.latency("m", 1024)
@@ -100,3 +126,24 @@ def test_profile_json_roundtrip(tmp_path: Path) -> None:
 
 def test_measure_latency_positive() -> None:
     assert measure_latency_ms(BlobDetector(), 64, n_warmup=1, n_runs=3) > 0
+
+
+def test_profile_detectors_keep_latency(tmp_path: Path) -> None:
+    from edgerl.vision.profile_run import profile_detectors
+    from edgerl.vision.synth import SynthConfig, write_dataset
+
+    write_dataset(tmp_path / "val", 1, 5, SynthConfig().resized(320, 180))
+    out = tmp_path / "p.json"
+    DetectorProfile(latency_ms={"person_n": {"64": 1.5}}, machine={"where": "edge box"}).save(out)
+    prof = profile_detectors(["person_n"], [64], out, data=tmp_path / "val", tile_scales=(1.0,), keep_latency=True)
+    back = DetectorProfile.load(out)
+    assert back.latency("person_n", 64) == 1.5 and prof.machine == {"where": "edge box"}
+    acc = back.accuracy["person_n"]
+    assert len(acc.gt_matched_iou) == 10 and sum(acc.gt_count) > 0
+    # matched at IoU 0.5 is the first row of the per-threshold counts; stricter thresholds match fewer
+    assert acc.gt_matched_iou[0] == acc.gt_matched
+    assert np.all(np.diff(np.asarray(acc.gt_matched_iou), axis=0) <= 0)
+    with pytest.raises(InputError, match="no latency for person_n at 96"):
+        profile_detectors(["person_n"], [96], out, data=tmp_path / "val", keep_latency=True)
+    with pytest.raises(InputError, match="--keep-latency.*does not exist"):
+        profile_detectors(["person_n"], [64], tmp_path / "none.json", data=tmp_path / "val", keep_latency=True)

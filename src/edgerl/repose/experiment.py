@@ -31,12 +31,12 @@ EVAL_SEED = 700_000
 class ReposeExperimentConfig(Config):
     """One RE-POSE experiment run."""
 
-    frames: int = Field(6, ge=1, description="Evaluation frames.")
+    frames: int = Field(12, ge=1, description="Evaluation frames.")
     width_px: int = Field(3840, ge=64, description="Frame width.")
     height_px: int = Field(2160, ge=64, description="Frame height.")
     seed: int = Field(EVAL_SEED, ge=0, description="First frame seed (held out from training).")
-    budgets_ms: list[float] = Field(default_factory=lambda: [150.0, 300.0, 600.0, 1200.0], description="Budgets of fig3.")
-    budget_ms: float = Field(600.0, gt=0, description="Budget of fig4 and fig5.")
+    budgets_ms: list[float] = Field(default_factory=lambda: [150.0, 225.0, 300.0, 400.0, 600.0], description="Budgets of fig3.")
+    budget_ms: float = Field(300.0, gt=0, description="Budget of fig4 and fig5.")
     executor: str = Field("local", pattern="^(local|ray)$", description="Executor kind.")
     repose: ReposeConfig = Field(default_factory=ReposeConfig, description="Method settings.")
 
@@ -123,25 +123,30 @@ def run_experiment(
     rows: list[dict[str, Any]] = []
     methods_summary: dict[str, dict[str, float]] = {}
 
-    def _run(method_names: list[str], rcfg: ReposeConfig, tag: str) -> None:
-        with executor_for(cfg.executor, rcfg.n_workers) as ex:
-            built = {m: build_method(m, ex, rcfg, profile, policy) for m in method_names}
+    def _run(entries: list[tuple[str, str, ReposeConfig]]) -> None:
+        """Run (key, method name, settings) entries side by side on one executor."""
+        with executor_for(cfg.executor, cfg.repose.n_workers) as ex:
+            built = {key: build_method(m, ex, rcfg, profile, policy) for key, m, rcfg in entries}
             table, _ = evaluate_methods(frames, built)
-        for m, row in table.items():
-            key = f"{m}{tag}"
+        for key, m, rcfg in entries:
+            row = table[key]
             methods_summary[key] = row
             rows.append({"method": m, "budget_ms": rcfg.budget_ms, **row})
             rd.log({"method": m, "budget_ms": rcfg.budget_ms, **row})
 
     base = cfg.repose
     if name == "repose-fig3":
-        _run(["uniform", "full"], base, "")
+        entries = [("uniform", "uniform", base), ("full", "full", base)]
         for b in cfg.budgets_ms:
-            _run(["repose", "meanshift", "remix"], base.model_copy(update={"budget_ms": b}), f"@{b:g}ms")
+            rb = base.model_copy(update={"budget_ms": b})
+            entries += [(f"{m}@{b:g}ms", m, rb) for m in ("repose", "meanshift", "remix")]
+        _run(entries)
     elif name == "repose-fig4":
-        _run(["repose", "repose-coarse-full"], base.model_copy(update={"budget_ms": cfg.budget_ms}), "")
+        rb = base.model_copy(update={"budget_ms": cfg.budget_ms})
+        _run([(m, m, rb) for m in ("repose", "repose-coarse-full")])
     else:
-        _run(["meanshift", "repose"], base.model_copy(update={"budget_ms": cfg.budget_ms}), "")
+        rb = base.model_copy(update={"budget_ms": cfg.budget_ms})
+        _run([(m, m, rb) for m in ("meanshift", "repose")])
 
     write_csv(out / f"{name}.csv", rows)
     _plot(rows, out / f"{name}.png", name)
@@ -152,6 +157,15 @@ def run_experiment(
         "frame_size": [cfg.width_px, cfg.height_px],
         "methods": methods_summary,
     }
+    if name == "repose-fig3":
+        u = methods_summary["uniform"]
+        summary["vs_uniform"] = {
+            f"repose@{b:g}ms": {
+                "ap_ratio": methods_summary[f"repose@{b:g}ms"]["map50_95"] / max(u["map50_95"], 1e-12),
+                "latency_ratio": methods_summary[f"repose@{b:g}ms"]["latency_ms_mean"] / max(u["latency_ms_mean"], 1e-12),
+            }
+            for b in cfg.budgets_ms
+        }
     rd.write_summary(summary)
     if console is not None:
         print_table(methods_summary, console)

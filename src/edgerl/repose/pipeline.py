@@ -69,16 +69,21 @@ class ReposeConfig(Config):
     nms_iou: float = Field(0.5, gt=0, le=1, description="IoU of the NMS merging blocks.")
     options: list[str] = Field(
         default_factory=lambda: [
-            "person_n@640", "person_n@960", "person_n@1280", "person_s@960", "person_s@1280", "person_m@960", "person_m@1280",
+            "person_n@512", "person_n@640", "person_n@960", "person_n@1280",
+            "person_s@640", "person_s@960", "person_s@1280",
+            "person_m@640", "person_m@960", "person_m@1280",
         ],
         min_length=1,
         description="Fine-stage detector options MODEL@SIZE the planner chooses from.",
     )
-    budget_ms: float = Field(250.0, gt=0, description="D_max: latency budget of the fine stage.")
+    budget_ms: float = Field(300.0, gt=0, description="D_max: latency budget of the fine stage.")
     plan_resolution_ms: float = Field(0.5, gt=0, description="Latency grid of the MCKP dynamic programme.")
     planner: str = Field("sum", pattern="^(sum|parallel)$", description="sum (paper eq. (22)) or parallel (makespan).")
     on_infeasible: str = Field("cheapest", pattern="^(error|cheapest)$", description="Budget below the cheapest plan.")
-    accuracy_kind: str = Field("recall", pattern="^(recall|precision)$", description="p_j used by the planner.")
+    accuracy_kind: str = Field(
+        "recall_coco", pattern="^(recall|precision|recall_coco)$",
+        description="p_j used by the planner: recall at IoU 0.5, precision, or recall averaged over IoU 0.50:0.95.",
+    )
     block_resize: str = Field(
         "area", pattern="^(area|letterbox)$",
         description="area: a block run at size S is resized to about S*S pixels keeping its aspect "

@@ -220,6 +220,10 @@ def evaluate_methods(
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[FrameResult]]]:
     """Run each method on every sample and score it with COCO AP (person boxes, ignore regions honoured).
 
+    Methods are interleaved frame by frame (frame 1 through every method, then frame 2, ...,
+    the order rotating by one method each frame), so a change in machine load during the run
+    weighs on every method alike and latencies stay comparable side by side.
+
     Returns:
         (per-method summary with ``map50_95``, ``map50``, ``map75``, ``map_small`` ...,
         ``latency_ms_mean``, ``latency_ms_p95``, ``frames``; per-method frame results).
@@ -230,14 +234,19 @@ def evaluate_methods(
     gts = [GroundTruth(s.boxes, np.zeros(len(s.boxes), np.int64), s.width, s.height, s.ignore) for s in dataset]
     out: dict[str, dict[str, float]] = {}
     frames: dict[str, list[FrameResult]] = {}
-    for name, method in methods.items():
-        if warmup and images:
-            method(images[0])  # sessions are created on first use; keep that out of the timings
-        results = []
-        for i, img in enumerate(images):
-            results.append(method(img))
+    names = list(methods)
+    if warmup and images:
+        for name in names:
+            methods[name](images[0])  # sessions are created on first use; keep that out of the timings
+    per_method: dict[str, list[FrameResult]] = {name: [] for name in names}
+    for i, img in enumerate(images):
+        k = i % max(len(names), 1)
+        for name in names[k:] + names[:k]:
+            per_method[name].append(methods[name](img))
             if progress is not None:
                 progress(name, i + 1, len(images))
+    for name in names:
+        results = per_method[name]
         preds = [Detections(r.detections.boxes, r.detections.scores, np.zeros(len(r.detections), np.int64)) for r in results]
         metrics = evaluate_detections(gts, preds, max_dets=(1, 100, 1000))
         lat = summarise_latency([r.timings_ms["total"] for r in results])

@@ -9,8 +9,10 @@ at several tile sizes (so the same objects appear at several resized areas); det
 are matched greedily to ground truth at IoU 0.5 (detections falling in ignore regions are
 dropped); per log2-area bin we record recall (matched objects / objects, binned by the
 object's resized area) and precision (matched detections / detections, binned by the
-detection's resized area). Bins are pooled over input sizes, because p_j depends on the
-model and the resized area only.
+detection's resized area). Recall is also recorded at the COCO IoU thresholds 0.50:0.05:0.95;
+its mean over thresholds (``kind="recall_coco"``) rewards tight boxes as AP[.5:.95] does,
+which recall at IoU 0.5 alone cannot. Bins are pooled over input sizes, because p_j depends
+on the model and the resized area only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ import numpy as np
 from edgerl.utils.errors import InputError
 from edgerl.utils.io import read_json, write_json
 from edgerl.vision.detections import Detections
+
+#: IoU thresholds of COCO's AP[.5:.95], used for the ``recall_coco`` accuracy kind.
+COCO_IOU_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+#: Accuracy kinds :meth:`AreaAccuracy.value` understands.
+ACCURACY_KINDS: tuple[str, ...] = ("recall", "precision", "recall_coco")
 
 #: Default log2-area bin edges of resized object area (px^2): 2^4 .. 2^18 (4x4 .. 512x512 px).
 DEFAULT_LOG2_AREA_EDGES: tuple[float, ...] = tuple(float(v) for v in range(4, 19))
@@ -96,13 +104,19 @@ def match_at_iou(
 
 @dataclass
 class AreaAccuracy:
-    """Recall and precision of one model per log2 resized-area bin (pooled over sizes)."""
+    """Recall and precision of one model per log2 resized-area bin (pooled over sizes).
+
+    ``gt_matched_iou[t][b]`` counts the objects of bin b matched at ``iou_thresholds[t]``
+    (absent in profiles made before it was recorded; ``recall_coco`` then needs a new profile).
+    """
 
     log2_edges: list[float]
     gt_count: list[int]
     gt_matched: list[int]
     det_count: list[int]
     det_tp: list[int]
+    iou_thresholds: list[float] | None = None
+    gt_matched_iou: list[list[int]] | None = None
 
     @property
     def recall(self) -> np.ndarray:
@@ -114,14 +128,26 @@ class AreaAccuracy:
         d = np.asarray(self.det_count, float)
         return np.divide(np.asarray(self.det_tp, float), d, out=np.full_like(d, np.nan), where=d > 0)
 
+    @property
+    def recall_coco(self) -> np.ndarray:
+        """Recall averaged over the IoU thresholds, per bin."""
+        if not self.gt_matched_iou:
+            raise InputError(
+                "accuracy kind recall_coco: this profile has no recall per IoU threshold "
+                "(make a new one with 'edgerl profile detector', or use recall or precision)"
+            )
+        g = np.asarray(self.gt_count, float)
+        m = np.asarray(self.gt_matched_iou, float).mean(axis=0)
+        return np.divide(m, g, out=np.full_like(g, np.nan), where=g > 0)
+
     def value(self, resized_area: np.ndarray, kind: str = "recall") -> np.ndarray:
         """Accuracy at resized areas (px^2), interpolated linearly on log2 area between bin centres.
 
         Empty bins are filled from their neighbours; below the first bin the value tends to 0.
         """
-        vals = self.recall if kind == "recall" else self.precision if kind == "precision" else None
-        if vals is None:
-            raise InputError(f"accuracy kind: {kind!r} is not one of recall, precision")
+        if kind not in ACCURACY_KINDS:
+            raise InputError(f"accuracy kind: {kind!r} is not one of {', '.join(ACCURACY_KINDS)}")
+        vals = getattr(self, kind)
         edges = np.asarray(self.log2_edges, float)
         centres = 0.5 * (edges[:-1] + edges[1:])
         ok = np.isfinite(vals)
@@ -242,6 +268,7 @@ def profile_accuracy(
     tile_scales: Sequence[float] = (1.0, 2.0, 4.0),
     log2_edges: Sequence[float] = DEFAULT_LOG2_AREA_EDGES,
     iou_threshold: float = 0.5,
+    iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
 ) -> AreaAccuracy:
     """Recall/precision by resized area for one model, pooled over input sizes and tile sizes.
 
@@ -251,7 +278,8 @@ def profile_accuracy(
         images: validation images.
         tile_scales: tile side = input size x scale, so objects are seen downscaled by 1/scale.
         log2_edges: bin edges on log2(resized area).
-        iou_threshold: matching threshold.
+        iou_threshold: matching threshold of recall and precision.
+        iou_thresholds: thresholds of the per-threshold recall (``recall_coco``).
     """
     edges = np.asarray(log2_edges, float)
     nb = len(edges) - 1
@@ -259,6 +287,7 @@ def profile_accuracy(
     gt_matched = np.zeros(nb, int)
     det_count = np.zeros(nb, int)
     det_tp = np.zeros(nb, int)
+    matched_iou = np.zeros((len(iou_thresholds), nb), int)
 
     def _bin(areas: np.ndarray) -> np.ndarray:
         return np.clip(np.searchsorted(edges, np.log2(np.maximum(areas, 1.0)), side="right") - 1, -1, nb)
@@ -283,6 +312,9 @@ def profile_accuracy(
                     ok_g = (gb >= 0) & (gb < nb)
                     np.add.at(gt_count, gb[ok_g], 1)
                     np.add.at(gt_matched, gb[ok_g & matched], 1)
+                    for ti, thr in enumerate(iou_thresholds):
+                        m_t = match_at_iou(out, gtb, ign_local, float(thr))[2]
+                        np.add.at(matched_iou[ti], gb[ok_g & m_t], 1)
                     ok_d = (db >= 0) & (db < nb) & keep
                     np.add.at(det_count, db[ok_d], 1)
                     np.add.at(det_tp, db[ok_d & tp], 1)
@@ -292,4 +324,6 @@ def profile_accuracy(
         gt_matched=gt_matched.tolist(),
         det_count=det_count.tolist(),
         det_tp=det_tp.tolist(),
+        iou_thresholds=[float(t) for t in iou_thresholds],
+        gt_matched_iou=matched_iou.tolist(),
     )

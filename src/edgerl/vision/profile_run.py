@@ -41,8 +41,14 @@ def profile_detectors(
     tile_scales: Sequence[float] = (1.0, 2.0, 4.0),
     n_runs: int = 10,
     console: Any = None,
+    keep_latency: bool = False,
 ) -> DetectorProfile:
-    """Profile every model at every size; write the JSON and return the profile."""
+    """Profile every model at every size; write the JSON and return the profile.
+
+    With ``keep_latency`` only accuracy is measured: latencies (and the machine they were
+    measured on) come from the profile already at ``json_path``, e.g. one measured on the
+    edge device itself, which must hold every (model, size) asked for.
+    """
     from edgerl.vision.detectors import load_detector
 
     if not models:
@@ -50,6 +56,14 @@ def profile_detectors(
     for s in sizes:
         if s <= 0 or s % 32:
             raise InputError(f"--sizes: {s} is not a positive multiple of 32")
+    old = None
+    if keep_latency:
+        if not Path(json_path).is_file():
+            raise InputError(f"--keep-latency: {json_path} does not exist; it must hold the latencies to keep")
+        old = DetectorProfile.load(json_path)
+        for model in models:
+            for s in sizes:
+                old.latency(model, int(s))  # names the missing (model, size) and what is there
     images = validation_images(data, frames, seed)
     prof = DetectorProfile(
         settings={
@@ -61,10 +75,14 @@ def profile_detectors(
             "latency": f"median of {n_runs} runs after 2 warm-up runs, 1 intra-op thread",
         }
     )
+    if old is not None:
+        prof.machine = old.machine
+        prof.settings["latency"] = old.settings.get("latency", "kept from the previous profile")
     for model in models:
         dets = {int(s): load_detector(model, input_size=int(s), conf_threshold=0.25, intra_op_threads=1) for s in sizes}
         for s, det in dets.items():
-            prof.latency_ms.setdefault(model, {})[str(s)] = measure_latency_ms(det, s, n_runs=n_runs)
+            lat = old.latency(model, s) if old is not None else measure_latency_ms(det, s, n_runs=n_runs)
+            prof.latency_ms.setdefault(model, {})[str(s)] = lat
         prof.accuracy[model] = profile_accuracy(dets.__getitem__, list(dets), images, tile_scales)
         if console is not None:
             lat = ", ".join(f"{s}: {v:.1f} ms" for s, v in prof.latency_ms[model].items())
