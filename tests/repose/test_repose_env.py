@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -198,25 +196,10 @@ def test_greedy_refine_matches_manual_steps() -> None:
     assert labels.shape == (len(boxes),)
 
 
-def test_decision_time_300_detections() -> None:
-    frames = synthetic_frames(40, seed=1)
-    boxes = np.concatenate([b for b, _ in frames])[:300]
-    assert len(boxes) == 300
-    cfg = RLDCAConfig(t_max=8)
-    policy = lambda o: ACTION_SPLIT if o[-1] < 0.5 else ACTION_MERGE  # noqa: E731
-    greedy_refine(policy, boxes, (3840, 2160), cfg)  # warm-up
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        greedy_refine(policy, boxes, (3840, 2160), cfg)
-        times.append(time.perf_counter() - t0)
-    # ~10 ms measured on 2 shared cores; the bound leaves room for a loaded CI machine.
-    assert min(times) < 0.1
-
-
 def test_ppo_smoke() -> None:
     torch = pytest.importorskip("torch")
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     env = RLDCAEnv(frames=synthetic_frames(8, seed=2), config=RLDCAConfig(t_max=8))
     model = PPO(
@@ -231,6 +214,7 @@ def test_ppo_smoke() -> None:
             net_arch=dict(pi=[128, 128], vf=[128, 128]), activation_fn=torch.nn.ReLU
         ),
     )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no temp log folder
     model.learn(total_timesteps=256)
     boxes, wh = synthetic_frames(1, seed=9)[0]
     labels = greedy_refine(lambda o: model.predict(o, deterministic=True)[0], boxes, wh, env.config)

@@ -14,6 +14,7 @@ from edgerl.utils.errors import InputError
 def test_matches_sb3_greedy_actions(tmp_path: Path) -> None:
     import torch
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     from edgerl.repose.env import RLDCAEnv
 
@@ -27,6 +28,7 @@ def test_matches_sb3_greedy_actions(tmp_path: Path) -> None:
         device="cpu",
         policy_kwargs=dict(net_arch=dict(pi=[128, 128], vf=[128, 128]), activation_fn=torch.nn.ReLU),
     )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no temp log folder
     model.learn(128)
     pol = MLPPolicy.from_sb3(model)
     assert pol.obs_dim == env.observation_space.shape[0] and pol.n_actions == 3

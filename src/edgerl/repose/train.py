@@ -96,6 +96,7 @@ def train_repose(
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
 
     seed_everything(cfg.seed)
     rd = RunDir(out_dir, flush_every=1)
@@ -127,6 +128,7 @@ def train_repose(
         verbose=0,
         policy_kwargs=dict(net_arch=dict(pi=[128, 128], vf=[128, 128]), activation_fn=torch.nn.ReLU),
     )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # metrics go to the run dir, not a temp folder
 
     class _Log(BaseCallback):
         def _on_rollout_end(self) -> None:
