@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from edgerl import __version__
-from edgerl.utils.errors import InputError, NotLandedError
+from edgerl.utils.errors import InputError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,19 +32,6 @@ app.add_typer(train_app, name="train")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(profile_app, name="profile")
 app.add_typer(evaluate_app, name="evaluate")
-
-# Systems and what they are called in messages.
-SYSTEMS = {
-    "repose": "RE-POSE",
-    "cerl": "CERL",
-    "hcmappo": "HC-MAPPO-L",
-    "streaming": "adaptive streaming perception",
-}
-
-
-def _not_landed(what: str) -> None:
-    raise NotLandedError(f"{what} is not available in edgerl {__version__} yet")
-
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -298,45 +285,31 @@ def train_repose_cmd(
     train_repose(cfg, out, console=console)
 
 
-@experiment_app.command("repose-fig3")
-def experiment_fig3(
-    out: Path = typer.Option(..., "--out", help="Output folder."),
-    preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-) -> None:
-    """RE-POSE accuracy vs latency over several budgets (paper Fig. 3)."""
-    from edgerl.repose.experiment import run_experiment
+def _repose_experiment(name: str, doc: str) -> None:
+    def _cmd(
+        out: Path = typer.Option(..., "--out", help="Output folder."),
+        preset: str = typer.Option("quick", "--preset", help="quick or paper."),
+        config: Path | None = typer.Option(
+            None, "--config", help="YAML with ReposeExperimentConfig fields (override the preset)."
+        ),
+    ) -> None:
+        from edgerl.repose.experiment import PRESETS, ReposeExperimentConfig, run_experiment
+        from edgerl.utils.config import config_from_dict, read_yaml_mapping
 
-    run_experiment("repose-fig3", out, preset, console=console)
+        cfg = None
+        if config is not None:
+            if preset not in PRESETS:
+                raise InputError(f"--preset: {preset!r} is not one of {', '.join(PRESETS)}")
+            cfg = config_from_dict(ReposeExperimentConfig, {**PRESETS[preset], **read_yaml_mapping(config)}, str(config))
+        run_experiment(name, out, preset, cfg=cfg, console=console)
 
-
-@experiment_app.command("repose-fig4")
-def experiment_fig4(
-    out: Path = typer.Option(..., "--out", help="Output folder."),
-    preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-) -> None:
-    """RE-POSE coarse-detection ablation (paper Fig. 4)."""
-    from edgerl.repose.experiment import run_experiment
-
-    run_experiment("repose-fig4", out, preset, console=console)
-
-
-@experiment_app.command("repose-fig5")
-def experiment_fig5(
-    out: Path = typer.Option(..., "--out", help="Output folder."),
-    preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-) -> None:
-    """RE-POSE clustering ablation: MeanShift vs RL-DCA (paper Fig. 5)."""
-    from edgerl.repose.experiment import run_experiment
-
-    run_experiment("repose-fig5", out, preset, console=console)
+    _cmd.__doc__ = doc
+    experiment_app.command(name)(_cmd)
 
 
-def _system_stub(group: typer.Typer, key: str, label: str, verb: str) -> None:
-    def _cmd() -> None:
-        _not_landed(f"edgerl {verb} {key} ({label})")
-
-    _cmd.__doc__ = f"{verb.capitalize()} {label}."
-    group.command(key)(_cmd)
+_repose_experiment("repose-fig3", "RE-POSE accuracy vs latency over several budgets (paper Fig. 3).")
+_repose_experiment("repose-fig4", "RE-POSE coarse-detection ablation (paper Fig. 4).")
+_repose_experiment("repose-fig5", "RE-POSE clustering ablation: MeanShift vs RL-DCA (paper Fig. 5).")
 
 
 @train_app.command("cerl")
@@ -462,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except (InputError, NotLandedError) as exc:
+    except InputError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:

@@ -92,3 +92,17 @@ def test_evaluate_methods_interleaves_frames() -> None:
 def test_experiment_bad_preset(tmp_path: Path, capsys) -> None:
     assert main(["experiment", "repose-fig4", "--preset", "huge", "--out", str(tmp_path / "x")]) == 2
     assert "huge" in capsys.readouterr().err
+
+
+def test_experiment_config_overrides_preset(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("frames: 0\n")
+    assert main(["experiment", "repose-fig5", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "frames" in err and "bad.yaml" in err
+    good = tmp_path / "good.yaml"
+    good.write_text("frames: 1\nwidth_px: 640\nheight_px: 360\nbudget_ms: 80\nseed: 700123\n")
+    out = tmp_path / "fig5"
+    assert main(["experiment", "repose-fig5", "--config", str(good), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [700123] and summary["frame_size"] == [640, 360]

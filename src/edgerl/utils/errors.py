@@ -9,7 +9,3 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """Bad user input: a file, field or value that is invalid. CLI exit status 2."""
-
-
-class NotLandedError(RuntimeError):
-    """A subsystem that is not available in this version. CLI exit status 2."""
