@@ -157,3 +157,19 @@ def test_area_resize_tasks_reach_workers() -> None:
     run_blocks(frame, blocks, [("m", 640)], _Spy(), 0.1, resize="area")
     run_blocks(frame, blocks, [("m", 640)], _Spy(), 0.1, resize="letterbox")
     assert seen == [(480, 864), 640]
+
+
+def test_plan_values_objective_golden() -> None:
+    from edgerl.repose.pipeline import plan_values
+
+    # bin centres 6, 10, 14 (log2 area) with recall 0.5, 0.9, 1.0. Block 0 is 64x64 run at 64
+    # (factor 1): objects of 2^6 and 2^10 px^2 score 0.5 and 0.9; block 1 holds one 2^14 object (1.0).
+    prof = _profile()
+    blocks = np.array([[0, 0, 64, 64], [100, 100, 164, 164]])
+    areas = [np.array([2.0**6, 2.0**10]), np.array([2.0**14])]
+    mean = plan_values(prof, [("a", 64)], blocks, areas, "recall", "letterbox", objective="block_mean")
+    total = plan_values(prof, [("a", 64)], blocks, areas, "recall", "letterbox", objective="objects")
+    assert mean[:, 0] == pytest.approx([0.7, 1.0])  # (0.5 + 0.9) / 2, eq. (18)
+    assert total[:, 0] == pytest.approx([1.4, 1.0])  # expected objects found per block
+    with pytest.raises(InputError, match="plan objective"):
+        plan_values(prof, [("a", 64)], blocks, areas, objective="max")

@@ -68,15 +68,16 @@ class ReposeConfig(Config):
     conf_threshold: float = Field(0.05, gt=0, lt=1, description="Confidence threshold of the fine stage.")
     nms_iou: float = Field(0.5, gt=0, le=1, description="IoU of the NMS merging blocks.")
     options: list[str] = Field(
-        default_factory=lambda: [
-            "person_n@512", "person_n@640", "person_n@960", "person_n@1280",
-            "person_s@640", "person_s@960", "person_s@1280",
-            "person_m@640", "person_m@960", "person_m@1280",
-        ],
+        default_factory=lambda: [f"person_{m}@{s}" for m in "nsm" for s in (512, 640, 960, 1280)],
         min_length=1,
         description="Fine-stage detector options MODEL@SIZE the planner chooses from.",
     )
     budget_ms: float = Field(300.0, gt=0, description="D_max: latency budget of the fine stage.")
+    plan_objective: str = Field(
+        "objects", pattern="^(objects|block_mean)$",
+        description="objects: maximise the expected objects found (sum of p_j over each block's objects); "
+        "block_mean: the paper's eq. (18)-(20), every block's mean accuracy weighs the same.",
+    )
     plan_resolution_ms: float = Field(0.5, gt=0, description="Latency grid of the MCKP dynamic programme.")
     planner: str = Field("sum", pattern="^(sum|parallel)$", description="sum (paper eq. (22)) or parallel (makespan).")
     on_infeasible: str = Field("cheapest", pattern="^(error|cheapest)$", description="Budget below the cheapest plan.")
@@ -179,12 +180,18 @@ def plan_values(
     kind: str = "recall",
     resize: str = "letterbox",
     max_upscale: float = 2.0,
+    objective: str = "block_mean",
 ) -> np.ndarray:
-    """P_ij (eq. (17)): mean accuracy of option j over the objects expected in block i.
+    """P_ij: accuracy of option j over the objects expected in block i.
 
+    ``block_mean`` is the paper's eq. (18), the mean over the block's M_i objects, so every
+    block weighs the same in the objective (20); ``objects`` is the sum over them (M_i times
+    eq. (18)), so the plan maximises the expected number of objects found in the frame.
     The resized area of an object of area A is A times :func:`resized_area_factor` of its
-    block (A * S^2 / (W H) under area resizing, as in the paper).
+    block (A * S^2 / (W H) under area resizing, as in the paper's eq. (17)).
     """
+    if objective not in ("block_mean", "objects"):
+        raise InputError(f"plan objective: {objective!r} is not one of block_mean, objects")
     k = len(blocks)
     vals = np.zeros((k, len(options)))
     for j, (model, size) in enumerate(options):
@@ -196,7 +203,8 @@ def plan_values(
             a = areas[i]
             if len(a) == 0:
                 continue
-            vals[i, j] = float(np.mean(acc.value(a * fac[i], kind)))
+            p = acc.value(a * fac[i], kind)
+            vals[i, j] = float(np.sum(p) if objective == "objects" else np.mean(p))
     return vals
 
 
@@ -306,7 +314,9 @@ class Repose(_Base):
 
     def plan(self, det: Detections, labels: np.ndarray, blocks: np.ndarray) -> tuple[list[tuple[str, int]], list, dict]:
         areas = cluster_areas(det.boxes, labels)  # same (increasing label) order as the blocks
-        values = plan_values(self.profile, self.options, blocks, areas, self.cfg.accuracy_kind, *self._rs)
+        values = plan_values(
+            self.profile, self.options, blocks, areas, self.cfg.accuracy_kind, *self._rs, objective=self.cfg.plan_objective
+        )
         lat = np.broadcast_to(self.latency, values.shape)
         if self.cfg.planner == "sum":
             plan = solve_mckp(
