@@ -68,3 +68,36 @@ def test_make_executor_errors() -> None:
         make_executor("gpu")
     with pytest.raises(InputError, match="n_workers"):
         LocalExecutor(0)
+
+
+def test_assign_workers_longest_first_golden() -> None:
+    from edgerl.runtime.base import assign_workers, task_cost
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    # costs 1, 1, 4 on 2 workers: in task order greedy puts 1->w0, 1->w1, 4->w0 (makespan 5);
+    # longest first puts 4->w0, then both 1s on w1 (makespan 4, the optimum).
+    tasks = [DetectTask(i, img, "m", 64, 0.25, None, c) for i, c in enumerate([1.0, 1.0, 4.0])]
+    assert assign_workers(tasks, 2, [0, 1]) == [1, 1, 0]
+    # a pinned task counts towards its worker's load before the free ones are placed
+    pinned = [DetectTask(0, img, "m", 64, 0.25, 0, 4.0), DetectTask(1, img, "m", 64, 0.25, None, 1.0)]
+    assert assign_workers(pinned, 2, [0, 1]) == [0, 1]
+    # without a cost hint the weight is the network input size in pixels
+    assert task_cost(DetectTask(0, img, "m", (32, 96))) == 32 * 96
+    assert task_cost(DetectTask(0, img, "m", 64)) == 64 * 64
+
+
+def test_assign_workers_within_4_3_of_the_optimum() -> None:
+    import itertools
+
+    from edgerl.runtime.base import assign_workers
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((4, 4, 3), np.uint8)
+    for _ in range(100):
+        n, m = int(rng.integers(2, 8)), int(rng.integers(2, 4))
+        costs = rng.uniform(1, 10, n)
+        ws = assign_workers([DetectTask(i, img, "m", 64, 0.25, None, float(c)) for i, c in enumerate(costs)], m, list(range(m)))
+        span = max(costs[np.array(ws) == w].sum() for w in range(m))
+        best = min(max(costs[np.array(a) == w].sum() for w in range(m)) for a in itertools.product(range(m), repeat=n))
+        # Graham's bound for longest-processing-time-first: makespan <= (4/3 - 1/(3m)) * optimum
+        assert span <= (4 / 3 - 1 / (3 * m)) * best + 1e-9

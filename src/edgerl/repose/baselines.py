@@ -743,6 +743,7 @@ class RemixPlanner(_Base):
             plan.workers,
             self.cfg.block_resize,
             self.cfg.max_upscale,
+            costs=[self.profile.latency(m, s) for m, s in plan.options],
         )
         out = nms_merge(fine, self.cfg.nms_iou)
         t2 = time.perf_counter()

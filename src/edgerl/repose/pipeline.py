@@ -142,10 +142,12 @@ def run_blocks(
     workers: Sequence[int | None] | None = None,
     resize: str = "letterbox",
     max_upscale: float = 2.0,
+    costs: Sequence[float] | None = None,
 ) -> Detections:
     """Detect on every block with its option through the executor; boxes mapped to the frame.
 
-    ``resize`` chooses how a block meets the network input (see :func:`area_input_hw`).
+    ``resize`` chooses how a block meets the network input (see :func:`area_input_hw`);
+    ``costs`` (e.g. the profiled latency of each block's option) balance the workers.
     """
     if len(blocks) == 0:
         return Detections.empty()
@@ -157,7 +159,7 @@ def run_blocks(
         isz: int | tuple[int, int] = int(size)
         if resize == "area":
             isz = area_input_hw(x1 - x0, y1 - y0, int(size), max_upscale)
-        tasks.append(DetectTask(i, crop, model, isz, float(conf), w))
+        tasks.append(DetectTask(i, crop, model, isz, float(conf), w, None if costs is None else float(costs[i])))
     results = executor.run(tasks)
     out = []
     for r in results:
@@ -347,7 +349,8 @@ class Repose(_Base):
         opts, workers, info = self.plan(det, labels, blocks)
         t3 = time.perf_counter()
         t["plan"] = (t3 - t2) * 1e3
-        fine = run_blocks(frame, blocks, opts, self.executor, self.cfg.conf_threshold, workers, *self._rs)
+        costs = [self.profile.latency(m, s) for m, s in opts]
+        fine = run_blocks(frame, blocks, opts, self.executor, self.cfg.conf_threshold, workers, *self._rs, costs=costs)
         out = nms_merge(fine, self.cfg.nms_iou)
         t4 = time.perf_counter()
         t["fine"] = (t4 - t3) * 1e3

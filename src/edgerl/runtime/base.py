@@ -32,6 +32,8 @@ class DetectTask:
         input_size: network input: an int S (square S x S, letterboxed) or ``(height, width)``.
         conf_threshold: confidence threshold.
         worker: worker index to run on, or None to let the executor choose.
+        cost: estimated compute cost (any unit, e.g. profiled ms) used to balance the
+            workers; None: the number of network input pixels.
     """
 
     task_id: int
@@ -40,6 +42,7 @@ class DetectTask:
     input_size: int | tuple[int, int]
     conf_threshold: float = 0.25
     worker: int | None = None
+    cost: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,15 +179,33 @@ class WorkerDied(RuntimeError):
     """A worker stopped while it held tasks."""
 
 
+def task_cost(task: DetectTask) -> float:
+    """A task's balancing weight: its ``cost``, else its network input pixels."""
+    if task.cost is not None:
+        return float(task.cost)
+    if isinstance(task.input_size, int):
+        return float(task.input_size) ** 2
+    h, w = task.input_size
+    return float(h) * float(w)
+
+
 def assign_workers(tasks: Sequence[DetectTask], n_workers: int, alive: Sequence[int]) -> list[int]:
-    """Worker index per task: the pinned one when alive, else least-loaded by pixel count."""
+    """Worker index per task: the pinned one when alive, else the least-loaded one.
+
+    Unpinned tasks are placed longest first (by :func:`task_cost`) on the worker with the
+    least load so far (the LPT rule), which keeps the slowest worker, and so the frame, short.
+    """
     load = {w: 0.0 for w in alive}
-    out: list[int] = []
-    for t in tasks:
+    out: list[int] = [-1] * len(tasks)
+    free: list[int] = []
+    for i, t in enumerate(tasks):
         if t.worker is not None and t.worker in load:
-            w = t.worker
+            out[i] = t.worker
+            load[t.worker] += task_cost(t)
         else:
-            w = min(load, key=lambda k: (load[k], k))
-        load[w] += float(t.image.shape[0] * t.image.shape[1])
-        out.append(w)
+            free.append(i)
+    for i in sorted(free, key=lambda i: -task_cost(tasks[i])):
+        w = min(load, key=lambda k: (load[k], k))
+        load[w] += task_cost(tasks[i])
+        out[i] = w
     return out
