@@ -308,3 +308,71 @@ def test_method_switches_are_not_overridable() -> None:
     with pytest.raises(InputError, match="expected one of"):
         method_config("mappo")
     assert method_config("h-ippo").centralised_critics is False
+
+
+# --------------------------------------------------------------------------- discounts and values
+
+
+def test_user_gamma_zero_makes_user_advantages_immediate() -> None:
+    ag = _agent(user_gamma=0.0, value_norm=False)
+    rew = np.array([[[-3.0]], [[-5.0]]])  # (T=2, B=1, K=1)
+    values = torch.tensor([[[-1.0]], [[-2.0]]])
+    done = np.array([[False], [True]])
+    # gamma = 0: A_t = r_t - V_t = (-3 + 1, -5 + 2) = (-2, -3); returns = r_t.
+    for key in ("user", "cost"):
+        adv, ret = ag._targets(key, rew, values, done)
+        np.testing.assert_allclose(np.asarray(adv).ravel(), [-2.0, -3.0])
+        np.testing.assert_allclose(ret.numpy().ravel(), [-3.0, -5.0])
+    # The other layers keep gamma = 0.99, lambda = 0.95:
+    # delta_1 = -5 - (-2) = -3 (episode end); delta_0 = -3 + 0.99 (-2) - (-1) = -3.98;
+    # A_0 = -3.98 + 0.99 * 0.95 * (-3) = -6.8015.
+    adv, _ = ag._targets("alloc", rew, values, done)
+    np.testing.assert_allclose(np.asarray(adv).ravel(), [-6.8015, -3.0], rtol=1e-12)
+
+
+def test_user_gamma_none_uses_the_shared_gamma() -> None:
+    ag = _agent(value_norm=False)
+    rew = np.array([[[-3.0]], [[-5.0]]])
+    values = torch.tensor([[[-1.0]], [[-2.0]]])
+    done = np.array([[False], [True]])
+    adv, _ = ag._targets("user", rew, values, done)
+    np.testing.assert_allclose(np.asarray(adv).ravel(), [-6.8015, -3.0], rtol=1e-12)
+
+
+def test_batched_rollout_values_equal_the_per_slot_critics() -> None:
+    ag = _agent()
+    with torch.no_grad():
+        data, _ = ag._collect()
+        u, a = data["user"], data["alloc"]
+        assert len(u["vr"]) == len(u["vc"]) == len(u["rew"]) == 6
+        for t in range(6):
+            want = ag.user_critic(u["local"][t], u["state"][t])
+            torch.testing.assert_close(u["vr"][t], want, rtol=1e-5, atol=1e-5)
+            want_c = ag.cost_critic(u["local"][t], u["state"][t])
+            torch.testing.assert_close(u["vc"][t], want_c, rtol=1e-5, atol=1e-5)
+        assert len(a["v"]) == len(a["rew"])
+        for t in range(len(a["v"])):
+            served = a["valid"][t][..., 1, :]
+            local = ag._alloc_critic_local(a["users"][t], a["glob"][t], served)
+            want_a = ag.alloc_critic(local, a["state"][t])
+            torch.testing.assert_close(a["v"][t], want_a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sample", [True, False])
+def test_deterministic_acting_draws_the_deployment_unless_told_not_to(monkeypatch, sample) -> None:
+    ag = _agent(deploy_sample_when_deterministic=sample)
+    seen: list[bool] = []
+    real = DeployPolicy.sample
+
+    def spy(self, *args, deterministic=False, **kwargs):
+        seen.append(deterministic)
+        return real(self, *args, deterministic=deterministic, **kwargs)
+
+    monkeypatch.setattr(DeployPolicy, "sample", spy)
+    env = BatchedHcEnv(1, TINY_ENV, catalog=ag.env.catalog)
+    env.reset(seed=3)
+    x = ag.act(env, deterministic=True)
+    assert seen == [not sample]
+    assert x.shape == (1, env.n_servers, env.n_services)
+    used = (x * env.service_bytes).sum(-1)
+    assert np.all(used <= env.server_storage_bytes)  # (C7) either way

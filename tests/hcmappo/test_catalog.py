@@ -9,6 +9,7 @@ import pytest
 
 import edgerl.hcmappo.catalog as catalog_mod
 from edgerl.edge.profiler import profile_model
+from edgerl.hcmappo import costs
 from edgerl.hcmappo.catalog import SPLIT_FIELDS, build_catalog, catalog_for_config
 from edgerl.hcmappo.config import PAPER_MODELS, make_config
 from edgerl.utils.errors import InputError
@@ -129,3 +130,16 @@ def test_storage_that_holds_no_model_is_refused(leakage) -> None:
     with pytest.raises(InputError, match="server_storage_gb.*lenet7"):
         catalog_for_config(cfg, leakage)
     catalog_for_config(make_config(server_storage_gb=(0.00025, 0.0003)), leakage)
+
+
+def test_full_device_energy_of_vgg16_is_on_the_papers_scale() -> None:
+    # VGG-16 at 224 x 224 is 15.47 GMAC = 30.9 GFLOP per sample; the catalog's Omega^U at z = L
+    # must hold it (FLOPs, not MACs: Table I gives epsilon in J/FLOP).
+    cat = build_catalog(["vgg16"], 1, leakage={"vgg16": np.linspace(1.0, 0.0, 17)})
+    flops = cat.device_flops[0, cat.num_layers[0]]
+    assert flops == pytest.approx(30.95e9, rel=0.01)
+    # Eq. (6) at the middle of Table I's range, epsilon = (1e-11 + 1e-9) / 2 = 5.05e-10 J/FLOP,
+    # one sample: 5.05e-10 * 30.95e9 = 15.6 J, the paper's ~15 J per user (section V-B) is the
+    # energy of running large models on the device, not of offloading them.
+    e = costs.energy_j(5.05e-10, 1, flops, 0.5, 0.0)
+    assert e == pytest.approx(15.63, rel=0.01)

@@ -585,8 +585,6 @@ def print_table(methods: Mapping[str, Mapping[str, float]], console: Any, title:
     console.print(t)
 
 
-
-
 def _plot_convergence(rows: list[dict[str, Any]], limit_s: float, path: Path) -> None:
     plt = _plt()
     keys = [
