@@ -3,7 +3,8 @@
 The stream: 900 frames at 30 FPS, 20 objects per frame in 3 classes moving at constant velocity
 (up to 3 px per frame, not stopped at the border), 50 detections per
 frame (the 20 objects with box noise plus 30 false positives), detector runtime samples around
-1.6 frames, shrinking-tail scheduling, with and without Kalman forecasting.
+1.6 frames, shrinking-tail scheduling, with and without Kalman forecasting. Also: one minibatch
+update of the streaming bandit with one torch thread and with torch's default.
 
 Run: ``python benchmarks/bench_streaming.py [--out results.json] [--reference]``
 (``--reference`` also times the pycocotools backend once, about 20 s on one core).
@@ -61,6 +62,25 @@ def make_stream(seed: int) -> tuple[list[GroundTruth], LazyDetectionCache]:
     return gts, LazyDetectionCache(detect)
 
 
+def bandit_updates(repeat: int) -> dict[str, dict[str, float]]:
+    """Time of one minibatch update of the paper's bandit (4 x 256 MLP, batch 32, 15-dim context,
+    branches 1/5/4/1) with one torch thread and with torch's default thread count."""
+    import torch
+
+    from edgerl.streaming.bandit import ContextualBandit
+    from edgerl.streaming.train import torch_threads
+
+    rng = np.random.default_rng(0)
+    bandit = ContextualBandit(15, (1, 5, 4, 1), seed=0)
+    for _ in range(256):
+        bandit.store(rng.normal(size=15), (0, int(rng.integers(5)), int(rng.integers(4)), 0), float(rng.normal()))
+    out = {}
+    for label, n in (("threads_1", 1), (f"threads_{torch.get_num_threads()}", 0)):
+        with torch_threads(n):
+            out[label] = time_ms(bandit.learn_step, repeat * 10, 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
@@ -92,6 +112,7 @@ def main() -> None:
         r = streaming_ap(gts, sim.outputs, fps=FPS)
         res[f"sap_value_{name}"] = round(r["sap"], 4)
         res[f"mean_frame_lag_{name}"] = round(r["mean_frame_lag"], 3)
+    res["bandit_update"] = bandit_updates(args.repeat)
     if args.reference:
         t0 = time.perf_counter()
         ref = streaming_ap(gts, outs, fps=FPS, backend="pycocotools")

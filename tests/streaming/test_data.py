@@ -11,7 +11,13 @@ import pytest
 import edgerl.vision.detectors.onnx_backend as onnx_backend
 from edgerl.streaming import data as sdata
 from edgerl.streaming.configs import ConfigGrid, input_hw
-from edgerl.streaming.data import StreamDataConfig, StreamDataset, topk_nms, video_synth_config
+from edgerl.streaming.data import (
+    StreamDataConfig,
+    StreamDataset,
+    topk_nms,
+    video_schedule,
+    video_synth_config,
+)
 from edgerl.utils.config import config_from_dict
 from edgerl.utils.errors import InputError
 from edgerl.vision.detectors import load_detector
@@ -134,9 +140,66 @@ def test_scene_variation_is_seeded():
     assert a == b and a.width_px == 1280 and a.fps == 30.0
     heights = {round(video_synth_config(cfg, s).person_height_max_px, 3) for s in range(6)}
     assert len(heights) == 6
-    # zoom in [0.6, 1.8] of the resized default (400 px at 2160 -> 133.3 px at 720)
-    assert all(0.6 * 133.3 <= h <= 1.8 * 133.4 for h in heights)
+    # zoom in [0.45, 2.2] of the resized default (400 px at 2160 -> 133.33 px at 720)
+    assert all(0.45 * 133.3 <= h <= 2.2 * 133.4 for h in heights)
     flat = video_synth_config(cfg.model_copy(update={"vary_scenes": False}), 3)
     assert flat.person_height_max_px == pytest.approx(400 * 720 / 2160)
     over = video_synth_config(cfg.model_copy(update={"synth_overrides": {"walk_speed_mps": 3.0}}), 3)
     assert over.walk_speed_mps == 3.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 1_000_000])
+def test_video_schedule_scenes_tile_the_video(seed):
+    cfg = StreamDataConfig()
+    sched = video_schedule(cfg, seed, 300)
+    assert sched == video_schedule(cfg, seed, 300)  # seeded
+    assert sched[0].start_frame == 0 and sched[0].render_seed == (seed,)
+    for k in range(1, len(sched)):
+        assert sched[k].start_frame == sched[k - 1].start_frame + sched[k - 1].n_frames  # no gap
+        assert sched[k].render_seed == (seed, 2, k)
+    assert sched[-1].start_frame + sched[-1].n_frames == 300
+    # every scene 60..150 frames; the last may absorb a rest under 60: at most 60 + 150 - 1
+    assert all(60 <= s.n_frames <= 150 for s in sched[:-1]) and 60 <= sched[-1].n_frames <= 209
+    for s in sched:
+        zoom = s.synth.person_height_max_px / (400 * 720 / 2160)
+        assert 0.45 - 1e-9 <= zoom <= 2.2 + 1e-9
+        assert 10 <= s.synth.people_max <= 160 and s.synth.people_min == max(1, 2 * s.synth.people_max // 3)
+        assert 0.5 * 1.3 - 1e-9 <= s.synth.walk_speed_mps <= 2.8 * 1.3 + 1e-9
+    # the first scene does not depend on the length of the video
+    assert video_schedule(cfg, seed, 90)[0].synth == sched[0].synth
+
+
+def test_video_schedule_one_scene_and_bad_settings():
+    cfg = StreamDataConfig(scene_frames=None)
+    (only,) = video_schedule(cfg, 4, 300)
+    assert (only.start_frame, only.n_frames, only.render_seed) == (0, 300, (4,))
+    assert video_schedule(StreamDataConfig(), 4, 300)[0].synth == only.synth
+    # 300 frames in scenes of exactly 100: three scenes with distinct content
+    three = video_schedule(StreamDataConfig(scene_frames=[100, 100]), 4, 300)
+    assert [s.n_frames for s in three] == [100, 100, 100]
+    assert len({s.synth.person_height_max_px for s in three}) == 3
+    with pytest.raises(InputError, match="scene_frames"):
+        config_from_dict(StreamDataConfig, {"scene_frames": [50, 10]}, "data")
+    with pytest.raises(InputError, match="zoom_range"):
+        config_from_dict(StreamDataConfig, {"zoom_range": [0.0, 2.0]}, "data")
+    with pytest.raises(InputError, match="speed_range"):
+        config_from_dict(StreamDataConfig, {"speed_range": [1.0, 4.0]}, "data")
+    with pytest.raises(InputError, match="n_frames"):
+        video_schedule(cfg, 4, 0)
+
+
+def test_scenes_are_cut_in_the_rendered_video(tmp_path):
+    # 12 frames in scenes of 4: every 4th frame starts a new plaza (a cut), inside a scene the
+    # background stays; the one-scene video is a different cache file.
+    cfg = tiny_data(tmp_path, scene_frames=[4, 4])
+    sched = video_schedule(cfg, 0, 12)
+    assert [s.start_frame for s in sched] == [0, 4, 8]
+    frames = [f.image.astype(np.int16) for f in sdata._render_frames(sched)]
+    step = [float(np.abs(a - b).mean()) for a, b in zip(frames, frames[1:])]
+    cuts = [step[3], step[7]]
+    inside = [x for i, x in enumerate(step) if i not in (3, 7)]
+    assert min(cuts) > 2 * max(inside)
+    ds = StreamDataset(cfg, GRID.model_copy(update={"scales": [128], "topks": [100]}))
+    assert ds.train[0].n_frames == 12
+    one = StreamDataset(tiny_data(tmp_path, scene_frames=None), GRID.model_copy(update={"scales": [128], "topks": [100]}))
+    assert len(list(tmp_path.iterdir())) == 4 and one.train[0].n_frames == 12

@@ -17,10 +17,18 @@ from edgerl.streaming.configs import ConfigGrid
 from edgerl.streaming.data import StreamVideo
 from edgerl.streaming.policies import BanditPolicy, ContextModels, run_policy
 from edgerl.streaming.simulator import RuntimeProfile
-from edgerl.streaming.train import StreamSetup, StreamTrainConfig, fixed_config, train_bandit
+from edgerl.streaming.train import (
+    StreamSetup,
+    StreamTrainConfig,
+    fixed_config,
+    train_bandit,
+    validation_sap,
+)
 from edgerl.utils.config import config_from_dict
 from edgerl.utils.errors import InputError
 from edgerl.vision.metrics import GroundTruth
+
+from ._toys import toy_stream
 
 TOY_GRID = ConfigGrid(models=["toy"], scales=[200, 100], topks=[10], strides=[1])
 
@@ -37,12 +45,7 @@ def toy_video(seed: int, n: int = 60) -> StreamVideo:
         gts.append(GroundTruth(b, np.zeros(4, np.int64), 200, 200))
         good.append(b)
         bad.append(b + 25)
-    scores = np.tile(np.array([0.9, 0.8, 0.7, 0.6], np.float32), n)
-    off = np.arange(0, 4 * n + 1, 4, dtype=np.int64)
-    cands = {("toy", 200): (np.concatenate(good), scores, off), ("toy", 100): (np.concatenate(bad), scores, off)}
-    infer = {k: np.full(n, 0.02) for k in cands}
-    nms = {(m, s, 10): np.array([1e-4]) for m, s in cands}
-    return StreamVideo(seed, "train", (200, 200), 30.0, gts, cands, infer, nms, 0.6)
+    return toy_stream(seed, "train", gts, good, bad)
 
 
 def toy_setup() -> StreamSetup:
@@ -92,6 +95,24 @@ def test_training_is_seeded():
     a, _ = train_bandit(setup, cfg, seed=3)
     b, _ = train_bandit(setup, cfg, seed=3)
     assert np.array_equal(a._rewards, b._rewards) and np.array_equal(a._actions, b._actions)
+
+
+def test_validation_videos_pick_the_best_epoch():
+    setup, cfg = toy_setup(), toy_cfg("r2")
+    cfg.val_videos = 1  # learn on train-1, pick the epoch on train-2
+    bandit, rows = train_bandit(setup, cfg, seed=0)
+    assert {r["video"] for r in rows if "reward_mean" in r} == {"train-1"}
+    val = [r for r in rows if r["video"] == "validation"]
+    assert [r["epoch"] for r in val] == [1, 2, 3, 4, 5, 6]
+    best = rows[-1]
+    saps = [r["sap"] for r in val]
+    assert best["video"] == "validation_best" and best["sap"] == max(saps)
+    assert best["epoch"] == 1 + saps.index(max(saps))  # the first epoch reaching the best
+    # the kept weights reproduce the best validation sAP (the greedy runs are deterministic)
+    assert validation_sap(bandit, setup, setup.train[1:], cfg, 0, True) == pytest.approx(best["sap"])
+    cfg.val_videos = 2
+    with pytest.raises(InputError, match=r"val_videos \(2\) must leave at least one of the 2"):
+        train_bandit(setup, cfg, seed=0)
 
 
 def test_fixed_config_must_be_in_the_grid():

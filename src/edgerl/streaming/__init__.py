@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "StreamDataset": "data",
     "StreamVideo": "data",
     "topk_nms": "data",
+    "video_schedule": "data",
     # building blocks
     "StreamOutput": "sap",
     "streaming_ap": "sap",
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "train_bandit": "train",
     "train_streaming": "train",
     "StreamExperimentConfig": "experiment",
+    "oracle_saps": "experiment",
     "run_experiment": "experiment",
 }
 

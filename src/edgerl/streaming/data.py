@@ -4,13 +4,22 @@ The paper trains and tests on Argoverse-HD sequences (30 FPS, 1920x1200) with de
 per configuration and runtimes drawn from measured samples. Here the videos come from
 :func:`edgerl.vision.synth.render_video`: a static camera over a plaza with walking people, by
 default 1280x720 at 30 FPS (so the largest grid scale, 720, is the native resolution). Training
-and test videos use disjoint seed ranges. With ``vary_scenes`` each video also draws its own
-camera zoom (people 0.6x-1.8x as tall), population and walking speed from its seed, so the best
-configuration differs from video to video, as it does between driving scenes. By default there
-are 12 training videos of 150 frames and 4 test videos of 300 frames: with only 4 training
-videos, one configuration was best on 3 of them in our runs, leaving the bandit no scene
-variety to learn from, while the best configuration of the test videos ranged from scale 360 to
-720; more and shorter training videos cost the same detector time.
+and test videos use disjoint seed ranges.
+
+Scenes. The paper's premise is that the content of a stream changes over time (crowd density,
+object size, motion speed), so that the best configuration changes within a video. With
+``vary_scenes`` a video is a sequence of scenes of 60-150 frames (2-5 s) joined by cuts; each
+scene draws its own camera zoom (people 0.45x-2.2x as tall), population (10-160) and walking
+speed (0.5x-2.8x) from the video's seed (:func:`video_schedule`). Measured headroom (sAP points
+on the four test videos, :func:`edgerl.streaming.experiment.oracle_saps`): with one scene per
+video and narrower draws (zoom 0.6x-1.8x, 20-150 people, speed 0.8x-2.0x; the earlier setting)
+the best configuration per video ranged from scale 360 to 720, yet picking it per video gained
+only 0.6 over the best single configuration (12.8 vs 12.1), and per 20 frames 1.3. With scenes,
+picking the best configuration per scene gains 0.7 (9.1 vs 8.4) and per 20 frames 1.4: about the
+same room, now inside the videos rather than between them, and the configuration the training
+videos favour is 0.5 below the best one on the test videos. By default there are 12 training
+videos of 150 frames and 4 test videos of 300 frames; more and shorter training videos cost the
+same detector time.
 
 Detection cache. Each (model, scale) pair runs **once** per frame with a low confidence
 threshold; the ``max_candidates`` (1000) highest-scoring boxes before NMS are kept, mapped to
@@ -71,7 +80,9 @@ __all__ = [
     "StreamDataset",
     "StreamVideo",
     "default_cache_dir",
+    "SceneSegment",
     "topk_nms",
+    "video_schedule",
     "video_synth_config",
 ]
 
@@ -124,7 +135,21 @@ class StreamDataConfig(Config):
     """SynthConfig fields set after resizing and scene variation (pixel sizes at width_px x height_px)."""
 
     vary_scenes: bool = True
-    """Draw a camera zoom, population and walking speed per video from its seed."""
+    """Draw a camera zoom, population and walking speed per scene from the video's seed."""
+
+    scene_frames: list[int] | None = Field(default_factory=lambda: [60, 150], min_length=2, max_length=2)
+    """[min, max] length of a scene in frames (drawn uniformly per scene): a video is a
+    sequence of scenes with their own zoom, population and speed, joined by cuts. None: one
+    scene per video. Only used with vary_scenes."""
+
+    zoom_range: list[float] = Field(default_factory=lambda: [0.45, 2.2], min_length=2, max_length=2)
+    """[min, max] camera zoom of a scene (person heights x zoom; drawn log-uniformly)."""
+
+    people_range: list[int] = Field(default_factory=lambda: [10, 160], min_length=2, max_length=2)
+    """[min, max] population of a scene (drawn uniformly; people_min is 2/3 of the draw)."""
+
+    speed_range: list[float] = Field(default_factory=lambda: [0.5, 2.8], min_length=2, max_length=2)
+    """[min, max] factor on the preset's walking speed of a scene (drawn uniformly)."""
 
     conf_threshold: float = Field(0.01, ge=0.0, le=1.0)
     """Candidates below this score are dropped before the top-k (a low threshold, as for AP)."""
@@ -149,6 +174,15 @@ class StreamDataConfig(Config):
 
     @model_validator(mode="after")
     def _check(self) -> StreamDataConfig:
+        for name in ("scene_frames", "zoom_range", "people_range", "speed_range"):
+            lo, hi = getattr(self, name) or (1, 1)
+            if not (0 < lo <= hi):
+                raise ValueError(f"{name} must be [min, max] with 0 < min <= max, got [{lo}, {hi}]")
+        if self.people_range[1] > 20000 or self.speed_range[1] * 1.3 > 5.0:
+            raise ValueError(
+                f"people_range {self.people_range} / speed_range {self.speed_range} exceed the "
+                "synthetic scene limits (20000 people, 5 m/s walking speed)"
+            )
         tr = range(self.train_seed_start, self.train_seed_start + self.n_train_videos)
         te = range(self.test_seed_start, self.test_seed_start + self.n_test_videos)
         if tr.start < te.stop and te.start < tr.stop:
@@ -171,37 +205,87 @@ class StreamDataConfig(Config):
         return list(range(self.test_seed_start, self.test_seed_start + self.n_test_videos))
 
 
-def video_synth_config(cfg: StreamDataConfig, seed: int) -> Any:
-    """The :class:`~edgerl.vision.synth.SynthConfig` of one video.
+@dataclass(frozen=True)
+class SceneSegment:
+    """One scene of a video: frames ``[start_frame, start_frame + n_frames)``.
 
-    The preset is resized to ``width_px x height_px``; with ``vary_scenes`` the person heights
-    are multiplied by a zoom drawn log-uniformly in [0.6, 1.8], the population is drawn in
-    [20, 150] and the walking speed is multiplied by a factor in [0.8, 2.0], all from a generator
-    seeded with ``(seed, 1)`` (independent of the render generator, seeded with ``seed``).
+    Attributes:
+        start_frame: First frame of the scene in the video.
+        n_frames: Frames of the scene.
+        synth: Its :class:`~edgerl.vision.synth.SynthConfig`.
+        render_seed: Seed of its render generator.
     """
+
+    start_frame: int
+    n_frames: int
+    synth: Any
+    render_seed: tuple[int, ...]
+
+
+def _scene_fields(cfg: StreamDataConfig, base: Any, rng: np.random.Generator) -> dict[str, Any]:
+    lo, hi = cfg.zoom_range
+    zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    people = int(rng.integers(cfg.people_range[0], cfg.people_range[1] + 1))
+    hmax = base.person_height_max_px * zoom
+    hmin = min(max(4.0, base.person_height_min_px * zoom), 0.5 * hmax)
+    return dict(
+        person_height_max_px=hmax,
+        person_height_min_px=hmin,
+        crowd_height_max_px=max(base.crowd_height_max_px * zoom, hmin),
+        people_min=max(1, (2 * people) // 3),
+        people_max=people,
+        walk_speed_mps=base.walk_speed_mps * float(rng.uniform(*cfg.speed_range)),
+    )
+
+
+def video_schedule(cfg: StreamDataConfig, seed: int, n_frames: int) -> list[SceneSegment]:
+    """The scenes of one video of ``n_frames`` frames.
+
+    The preset is resized to ``width_px x height_px``. With ``vary_scenes`` each scene draws,
+    from a generator seeded ``(seed, 1)``, a camera zoom (person heights multiplied by it,
+    log-uniform in ``zoom_range``), a population (``people_range``), a walking-speed factor
+    (``speed_range``) and, with ``scene_frames``, its length; the next scene starts where it
+    ends (a cut: new plaza, new people); the last one runs to ``n_frames`` (it absorbs a rest
+    shorter than the minimum). Scene ``k`` is
+    rendered with the generator seeded ``seed`` (k = 0) or ``(seed, 2, k)``. The paper's
+    premise is that the content of a stream changes over time (density, object size, motion
+    speed), so that the best configuration changes within a video, not only between videos.
+
+    Raises:
+        InputError: ``n_frames`` < 1.
+    """
+    from edgerl.utils.config import config_from_dict
     from edgerl.vision.synth import SynthConfig
 
+    if int(n_frames) < 1:
+        raise InputError(f"n_frames must be >= 1, got {n_frames}")
     base = SynthConfig.preset(cfg.synth_preset).resized(cfg.width_px, cfg.height_px)
-    fields = base.model_dump()
-    fields["fps"] = cfg.fps
-    if cfg.vary_scenes:
-        rng = np.random.default_rng([int(seed), 1])
-        zoom = float(np.exp(rng.uniform(np.log(0.6), np.log(1.8))))
-        people = int(rng.integers(20, 151))
-        hmax = base.person_height_max_px * zoom
-        hmin = min(max(4.0, base.person_height_min_px * zoom), 0.5 * hmax)
-        fields.update(
-            person_height_max_px=hmax,
-            person_height_min_px=hmin,
-            crowd_height_max_px=max(base.crowd_height_max_px * zoom, hmin),
-            people_min=max(1, (2 * people) // 3),
-            people_max=people,
-            walk_speed_mps=base.walk_speed_mps * float(rng.uniform(0.8, 2.0)),
-        )
-    fields.update(cfg.synth_overrides)
-    from edgerl.utils.config import config_from_dict
+    rng = np.random.default_rng([int(seed), 1])
+    out: list[SceneSegment] = []
+    start = 0
+    while start < n_frames:
+        fields = base.model_dump()
+        fields["fps"] = cfg.fps
+        if cfg.vary_scenes:
+            fields.update(_scene_fields(cfg, base, rng))
+        fields.update(cfg.synth_overrides)
+        synth = config_from_dict(SynthConfig, fields, "data.synth_overrides")
+        left = int(n_frames) - start
+        length = left
+        if cfg.vary_scenes and cfg.scene_frames is not None:
+            length = int(rng.integers(cfg.scene_frames[0], cfg.scene_frames[1] + 1))
+            if left - length < cfg.scene_frames[0]:  # no scene shorter than the minimum at the end
+                length = left
+        k = len(out)
+        out.append(SceneSegment(start, length, synth, (int(seed),) if k == 0 else (int(seed), 2, k)))
+        start += length
+    return out
 
-    return config_from_dict(SynthConfig, fields, "data.synth_overrides")
+
+def video_synth_config(cfg: StreamDataConfig, seed: int) -> Any:
+    """The :class:`~edgerl.vision.synth.SynthConfig` of the first scene of a video (see
+    :func:`video_schedule`; it does not depend on the video's length)."""
+    return video_schedule(cfg, seed, 1)[0].synth
 
 
 # --------------------------------------------------------------------------- top-k and NMS
@@ -333,11 +417,19 @@ def _model_key(spec: str) -> tuple[str, Path]:
     return _MODEL_KEYS[spec]
 
 
-def _video_digest(cfg: StreamDataConfig, synth: Any, n_frames: int) -> str:
+def _video_digest(cfg: StreamDataConfig, schedule: Sequence[SceneSegment], n_frames: int) -> str:
+    scenes: dict[str, Any] = {"synth": schedule[0].synth.model_dump(mode="json")}
+    if len(schedule) > 1:  # one scene: the same key as files written before scenes existed
+        scenes = {
+            "scenes": [
+                [seg.start_frame, seg.n_frames, list(seg.render_seed), seg.synth.model_dump(mode="json")]
+                for seg in schedule
+            ]
+        }
     blob = json.dumps(
         {
             "format": CACHE_FORMAT,
-            "synth": synth.model_dump(mode="json"),
+            **scenes,
             "n_frames": n_frames,
             "conf_threshold": cfg.conf_threshold,
             "max_candidates": cfg.max_candidates,
@@ -392,26 +484,8 @@ class _Detector:
         return boxes, scores, seconds
 
     def _once(self, image: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        from edgerl.vision.detectors import STRIDES, decode_yolov8, decode_yolox, preprocess
-
-        det, cfg = self.det, self.cfg
-        chw, scale, (px, py) = preprocess(image, hw, det.layout)
-        rows = det.batch_size if getattr(det, "_pad_batch", False) else 1
-        batch = np.zeros((rows, 3) + tuple(hw), np.float32)
-        batch[0] = chw
-        # The raw network output is needed (the candidates before NMS), so the session is run
-        # directly; OnnxDetector.detect would apply NMS.
-        out = det._run(batch)[0]
-        cls = [cfg.person_class]
-        if det.layout == "yolox":
-            b, s, _ = decode_yolox(out, hw, STRIDES, cfg.conf_threshold, cls)
-        else:
-            b, s, _ = decode_yolov8(out, cfg.conf_threshold, cls)
-        order = np.argsort(-s, kind="stable")[: cfg.max_candidates]
-        b, s = b[order].astype(np.float32), s[order].astype(np.float32)
-        b[:, [0, 2]] = (b[:, [0, 2]] - px) / scale
-        b[:, [1, 3]] = (b[:, [1, 3]] - py) / scale
-        return b, s
+        d = self.det.candidates([image], hw, self.cfg.max_candidates, classes=[self.cfg.person_class])[0]
+        return d.boxes, d.scores
 
 
 def _time_nms(boxes: np.ndarray, scores: np.ndarray, off: np.ndarray, k: int, cfg: StreamDataConfig, hw: tuple[int, int]) -> np.ndarray:
@@ -439,10 +513,11 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _render_frames(synth: Any, n_frames: int, seed: int) -> Iterable[Any]:
+def _render_frames(schedule: Sequence[SceneSegment]) -> Iterable[Any]:
     from edgerl.vision.synth import render_video
 
-    return render_video(synth, n_frames, np.random.default_rng(int(seed)))
+    for seg in schedule:
+        yield from render_video(seg.synth, seg.n_frames, np.random.default_rng(list(seg.render_seed)))
 
 
 def _gt_arrays(scenes_gt: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -464,10 +539,10 @@ def build_video(
     """Load one video from its cache file, computing (and saving) whatever is missing."""
     from edgerl.vision.synth import scene_sample
 
-    synth = video_synth_config(cfg, seed)
     hw = (cfg.height_px, cfg.width_px)
     n_frames = cfg.frames("train" if split == "train" else "test")
-    path = cache_dir / f"video_s{seed}_{_video_digest(cfg, synth, n_frames)}.npz"
+    schedule = video_schedule(cfg, seed, n_frames)
+    path = cache_dir / f"video_s{seed}_{_video_digest(cfg, schedule, n_frames)}.npz"
     arrays = _load_npz(path) if path.is_file() else {}
     keys = {ms: _model_key(ms[0])[0] for ms in model_scales}
     missing = [ms for ms in model_scales if f"det__{keys[ms]}__{ms[1]}__boxes" not in arrays]
@@ -476,8 +551,9 @@ def build_video(
         t0 = time.perf_counter()
         rows: dict[tuple[str, int], list[tuple[np.ndarray, np.ndarray, float]]] = {ms: [] for ms in missing}
         gts = []
-        for i, scene in enumerate(_render_frames(synth, n_frames, seed)):
-            sample = scene_sample(scene, i + 1, synth.ignore_visible_below)
+        ignore_below = schedule[0].synth.ignore_visible_below
+        for i, scene in enumerate(_render_frames(schedule)):
+            sample = scene_sample(scene, i + 1, ignore_below)
             gts.append((sample.boxes, sample.ignore))
             for model, scale in missing:
                 if model not in detectors:

@@ -6,7 +6,9 @@
   scales, the AdaScale-style dynamic-offline policy (modified shrinking tail, and idle-free as in
   AdaScale itself) and a random policy. sAP, sAP50, sAP75, sAP small / medium / large, mean over
   seeds and the spread across seeds. Also measured: context computation time as a share of the
-  detector time at the test decision rate, and the time to evaluate sAP on a 900-frame stream.
+  detector time at the test decision rate, the time to evaluate sAP on a 900-frame stream, and
+  (``oracle``) the switching oracles of :func:`oracle_saps`: how far above the best single
+  configuration any configuration-switching policy could get on these test videos.
 * ``streaming-resilience`` (the analogue of Tables 4-5): the same methods on other platforms (a
   slower one, and one where a co-running job slows some runs): a bandit and a static expert
   chosen on each platform, and the nominal platform's bandit and static expert carried over
@@ -23,7 +25,10 @@ nearest grid scale to 540 (560), each with top-k 1000 (Faster R-CNN's default pr
 
 Every method sees the same test videos and, for a given seed, the same runtime draws
 (generator ``(seed, 7, video index)``); learned methods get the same training videos and
-epochs. Results go to ``NAME.csv`` (per method, seed and video, plus pooled rows),
+epochs. By default the bandits' R2 measures the advantage over the static expert
+(``r2_fixed_policy``), and the paper preset holds out 3 of the 12 training videos to pick the
+bandit's epoch (``train.val_videos``); the static expert is chosen on all 12. No choice reads
+the test videos, except the ``oracle`` diagnostic. Results go to ``NAME.csv`` (per method, seed and video, plus pooled rows),
 ``NAME.png`` (sAP per method and the configurations the bandit picks over time on the first
 test video) and ``summary.json``.
 """
@@ -76,6 +81,7 @@ __all__ = [
     "Platform",
     "StreamExperimentConfig",
     "make_config",
+    "oracle_saps",
     "run_experiment",
 ]
 
@@ -140,6 +146,15 @@ class StreamExperimentConfig(Config):
     switch_costs_ms: list[float] = Field(default_factory=lambda: [0.0, 100.0], min_length=1)
     """Costs of a model change (ms of simulated time) in streaming-switching."""
 
+    r2_fixed_policy: Literal["config", "static_expert"] = "static_expert"
+    """Fixed policy of the R2 reward: 'config' (train.fixed_config, by default the paper's
+    (480, 300)) or 'static_expert' (the experiment's static expert, chosen on the training
+    videos): R2 then is the advantage over the policy the bandit has to beat."""
+
+    oracle: bool = True
+    """streaming-table3: also report the switching oracles of :func:`oracle_saps` on the test
+    videos (first seed; a diagnostic of the headroom over one configuration, not a method)."""
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -164,7 +179,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "switching_scales": None,
         "switch_costs_ms": [0.0, 100.0],
     },
-    "paper": {},
+    "paper": {"train": {"val_videos": 3}},
 }
 
 
@@ -219,6 +234,72 @@ def _time_sap_900(video: StreamVideo, result: SimResult, n: int = 900) -> float:
     t0 = time.perf_counter()
     streaming_ap(gts, outs, fps=video.fps)
     return time.perf_counter() - t0
+
+
+def oracle_saps(setup: StreamSetup, seed: int, forecast: bool = True, tracker_scale_px: float = 480.0, segment_frames: int = 20) -> dict[str, Any]:
+    """Upper bounds of a configuration-switching policy on the test videos (a diagnostic that
+    reads the test ground truth; no method uses it).
+
+    Every grid configuration runs as a static policy on every test video (runtime draws
+    ``(seed, 7, video index)``, as for the methods). Each frame's prediction is the output
+    that configuration's stream shows at that frame (zero-order hold). The oracles then stitch,
+    per piece of video, the frames of the configuration with the best AP on that piece and
+    score all frames in one COCO evaluation:
+
+    * ``per_video``: one configuration per test video;
+    * ``per_scene``: one per scene of :func:`~edgerl.streaming.data.video_schedule` (what a
+      policy that recognises each scene at once could reach);
+    * ``per_segment``: one per ``segment_frames`` frames (the test decision interval); the
+      choice on such short pieces also fits noise, so this one is optimistic.
+
+    Switching costs nothing here (each stitched piece comes from a stream that ran that
+    configuration from the start), so all three are upper bounds.
+
+    Returns:
+        ``best_static_on_test`` (name and sAP of the best single configuration on the test
+        videos) and the sAP of each oracle.
+    """
+    from edgerl.streaming.data import video_schedule
+    from edgerl.streaming.sap import coco_ap, match_outputs
+    from edgerl.vision.detections import Detections
+
+    vids, names = setup.test, setup.grid.names()
+    empty = Detections.empty()
+    shown: dict[str, list[list[Detections]]] = {}
+    pooled: dict[str, float] = {}
+    for n in names:
+        _, results, _ = evaluate_policy(setup, lambda n=n: StaticPolicy(n, forecast=forecast), seed, tracker_scale_px=tracker_scale_px)
+        per_video = []
+        gts_all, preds_all = [], []
+        for v, r in zip(vids, results):
+            idx = match_outputs(np.asarray([o.time_s for o in r.outputs], np.float64), v.n_frames, v.fps)
+            per_video.append([r.outputs[j].detections if j >= 0 else empty for j in idx.tolist()])
+            gts_all += v.gts
+            preds_all += per_video[-1]
+        shown[n] = per_video
+        pooled[n] = coco_ap(gts_all, preds_all)["map50_95"]
+    best = max(names, key=lambda n: pooled[n])
+
+    def stitch(pieces: Callable[[StreamVideo], list[tuple[int, int]]]) -> float:
+        gts, preds = [], []
+        for j, v in enumerate(vids):
+            for a, b in pieces(v):
+                g = v.gts[a:b]
+                ap = {n: coco_ap(g, shown[n][j][a:b])["map50_95"] for n in names}
+                pick = max(names, key=lambda n: -1.0 if math.isnan(ap[n]) else ap[n])
+                gts += g
+                preds += shown[pick][j][a:b]
+        return float(coco_ap(gts, preds)["map50_95"])
+
+    cfg = setup.dataset.cfg
+    step = int(segment_frames)
+    return {
+        "best_static_on_test": {"config": best, "sap": float(pooled[best])},
+        "per_video": stitch(lambda v: [(0, v.n_frames)]),
+        "per_scene": stitch(lambda v: [(s.start_frame, s.start_frame + s.n_frames) for s in video_schedule(cfg, v.seed, v.n_frames)]),
+        "per_segment": stitch(lambda v: [(a, min(a + step, v.n_frames)) for a in range(0, v.n_frames, step)]),
+        "segment_frames": step,
+    }
 
 
 class _Runner:
@@ -326,7 +407,7 @@ def _table3(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, extra
         for reward in cfg.rewards:
             name = "bandit" if reward == "r2" else f"bandit_{reward}"
             run.say(f"training {name} seed {seed}")
-            tcfg = train.model_copy(update={"reward": reward})
+            tcfg = _r2_train(cfg, train, expert, reward=reward)
             bandit, rows = train_bandit(setup, tcfg, seed=seed)
             for r in rows:
                 run.rows.append({"method": name, "phase": "train", **r})
@@ -344,6 +425,9 @@ def _table3(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, extra
     if overhead:
         for key in overhead[0]:
             extra[key] = float(np.mean([o[key] for o in overhead]))
+    if cfg.oracle:
+        run.say("oracles on the test videos (diagnostic)")
+        extra["oracle"] = oracle_saps(setup, cfg.seeds[0], train.forecast, ts, train.test_interval_frames)
     first = setup.test[0]
     extra["sap_eval_s_900_frames"] = _time_sap_900(first, run.results[("static_expert", cfg.seeds[0])][0])
     timelines["static_expert"] = run.results[("static_expert", cfg.seeds[0])][0]
@@ -369,7 +453,7 @@ def _resilience(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, e
         bandits = {}
         for p in cfg.platforms:
             run.say(f"training the bandit on platform {p.name}, seed {seed}")
-            bandits[p.name], _ = train_bandit(setups[p.name], train, seed=seed)
+            bandits[p.name], _ = train_bandit(setups[p.name], _r2_train(cfg, train, experts[p.name]), seed=seed)
         for p in cfg.platforms:
             sp = setups[p.name]
             sfx = f"@{p.name}"
@@ -404,11 +488,19 @@ def _tracking(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, ext
         run.run(f"static_expert_k{k}", s_full, lambda: StaticPolicy(tracked, forecast=train.forecast), seed, ts)
         for name, s in (("bandit_no_tracker", s_base), ("bandit_tracker", s_full)):
             run.say(f"training {name} seed {seed}")
-            bandit, _ = train_bandit(s, train, seed=seed)
+            bandit, _ = train_bandit(s, _r2_train(cfg, train, expert), seed=seed)
             run.run(name, s, _bandit_factory(bandit, s, train, train.use_switchability, {}), seed, ts)
             if seed == cfg.seeds[0]:
                 timelines[name] = run.results[(name, seed)][0]
     return timelines
+
+
+def _r2_train(cfg: StreamExperimentConfig, train: StreamTrainConfig, expert: StreamConfig, **update: Any) -> StreamTrainConfig:
+    """``train`` with ``update`` and, with ``r2_fixed_policy: static_expert``, R2's fixed policy set
+    to the static expert."""
+    if cfg.r2_fixed_policy == "static_expert":
+        update["fixed_config"] = expert.name
+    return train.model_copy(update=update)
 
 
 def _model_changes(result: SimResult) -> int:
@@ -432,7 +524,7 @@ def _switching(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, ex
             run.run(f"streamer_{Path(m).stem}", setup, lambda c=c: streamer(c), seed, ts)
         run.run("static_expert", setup, lambda: StaticPolicy(expert, forecast=train.forecast), seed, ts)
         for cost in costs:
-            tcfg = train.model_copy(update={"switch_cost_ms": float(cost)})
+            tcfg = _r2_train(cfg, train, expert, switch_cost_ms=float(cost))
             sc = _sub_setup(setup, grid, tcfg)
             sfx = "" if cost == 0 else f"@switch{cost:g}ms"
             for name, use_sw in (("bandit", True), ("bandit_no_switchability", False)):
@@ -506,6 +598,9 @@ def run_experiment(
     methods = run.methods()
     if "bandit" in methods and "static_expert" in methods:
         extra["bandit_minus_static_expert_sap"] = methods["bandit"]["sap"] - methods["static_expert"]["sap"]
+        extra["bandit_minus_static_expert_sap_per_seed"] = [
+            b - e for b, e in zip(methods["bandit"]["sap_per_seed"], methods["static_expert"]["sap_per_seed"])
+        ]
     write_csv(out / f"{name}.csv", rows)
     _plot(methods, timelines, plot_grid, out / f"{name}.png", f"{name} ({preset})")
     summary = {
@@ -515,6 +610,7 @@ def run_experiment(
         "methods": methods,
         "grid_size": len(grid),
         "speed_factor": train.speed_factor,
+        "r2_fixed_policy": cfg.r2_fixed_policy,
         "train_videos": [v.name for v in dataset.train],
         "test_videos": [v.name for v in dataset.test],
         "mean_runtime_frames": {c: dataset.mean_runtime_frames(c, train.speed_factor) for c in grid.names() if StreamConfig.parse(c).stride == 1},

@@ -19,6 +19,10 @@ For each epoch and each training video (in a fresh random order per epoch):
    buffer, and ``updates_per_video`` minibatch updates regress each branch's chosen-arm value on
    the reward.
 
+4. **Validation** (optional, ``val_videos``). The last training videos are held out of steps
+   1-3; after each epoch the greedy bandit runs on them and the network of the epoch with the
+   best pooled sAP is the one returned. Only training videos are used to pick it.
+
 The scale regressor and switchability classifier of the context are fitted first, on the
 training videos (:func:`~edgerl.streaming.policies.fit_context_models`). Epsilon decays per
 exploring decision; with about one decision per 10-20 frames and a few thousand training frames
@@ -28,9 +32,12 @@ move, so the default decay here is 0.995 (epsilon reaches 0.15 after 379 decisio
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,8 +75,10 @@ __all__ = [
     "prepare",
     "record_fixed_outputs",
     "save_context_data",
+    "torch_threads",
     "train_bandit",
     "train_streaming",
+    "validation_sap",
 ]
 
 
@@ -126,6 +135,16 @@ class StreamTrainConfig(Config):
 
     updates_per_video: int = Field(32, ge=0)
     """Bandit minibatch updates after each training video."""
+
+    torch_threads: int = Field(1, ge=0)
+    """Torch intra-op threads while training and running the bandit (0: leave torch's setting).
+    The network is small (batches of 32 contexts): on the shared 2-core machine one update took
+    2 ms with one thread and 128 ms (median) with two (benchmarks/bench_streaming.py)."""
+
+    val_videos: int = Field(0, ge=0)
+    """Training videos held out to pick the network (the last ones of the training split): after
+    each epoch the greedy bandit runs on them, and the weights of the epoch with the best pooled
+    sAP are kept; they are never learnt from. 0: keep the weights of the last epoch."""
 
     use_switchability: bool = True
     """Feed the switchability probabilities into the context (needs two or more models)."""
@@ -229,6 +248,20 @@ def prepare(
     return StreamSetup(ds, g, runtimes, models, data)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` torch intra-op threads (0: unchanged), then restore the setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _rng(*parts: int) -> np.random.Generator:
     return np.random.default_rng([int(p) for p in parts])
 
@@ -260,9 +293,27 @@ def train_bandit(
     Returns:
         The trained bandit and the metrics rows.
     """
+    with torch_threads(cfg.torch_threads):
+        return _train_bandit(setup, cfg, seed, use_switchability, log)
+
+
+def _train_bandit(
+    setup: StreamSetup,
+    cfg: StreamTrainConfig,
+    seed: int | None,
+    use_switchability: bool | None,
+    log: Any,
+) -> tuple[ContextualBandit, list[dict[str, Any]]]:
     seed = cfg.seed if seed is None else int(seed)
     use_sw = cfg.use_switchability if use_switchability is None else bool(use_switchability)
     grid = setup.grid
+    n_fit = len(setup.train) - cfg.val_videos
+    if n_fit < 1:
+        raise InputError(
+            f"val_videos ({cfg.val_videos}) must leave at least one of the {len(setup.train)} "
+            "training videos to learn from"
+        )
+    val = setup.train[n_fit:]
     bandit = ContextualBandit(context_dim(N_CLASSES), grid.n_arms, config=cfg.bandit, seed=seed, branch_names=BRANCHES)
     fixed_outputs: dict[int, SimResult] = {}
     fixed = fixed_config(cfg, grid)
@@ -275,8 +326,9 @@ def train_bandit(
         use_switchability=use_sw, forecast=cfg.forecast,
     )  # fmt: skip
     rows: list[dict[str, Any]] = []
+    best_val, best_state, best_epoch = -math.inf, None, 0
     for epoch in range(cfg.epochs):
-        for j in order_rng.permutation(len(setup.train)).tolist():
+        for j in order_rng.permutation(n_fit).tolist():
             v = setup.train[j]
             t0 = time.perf_counter()
             res = run_policy(policy, v, setup.runtimes, _rng(seed, 3, epoch, j), cfg.tracker_scale_px)
@@ -315,7 +367,40 @@ def train_bandit(
             rows.append(row)
             if log is not None:
                 log(row)
+        if val:
+            val_sap = validation_sap(bandit, setup, val, cfg, seed, use_sw)
+            row = {"epoch": epoch + 1, "video": "validation", "seed": seed, "sap": val_sap, "epsilon": bandit.epsilon}
+            rows.append(row)
+            if log is not None:
+                log(row)
+            if val_sap > best_val:
+                best_val, best_epoch = val_sap, epoch + 1
+                best_state = copy.deepcopy(bandit.net.state_dict())
+    if best_state is not None:
+        bandit.net.load_state_dict(best_state)
+        rows.append({"epoch": best_epoch, "video": "validation_best", "seed": seed, "sap": best_val})
     return bandit, rows
+
+
+def validation_sap(
+    bandit: ContextualBandit,
+    setup: StreamSetup,
+    videos: list[StreamVideo],
+    cfg: StreamTrainConfig,
+    seed: int,
+    use_switchability: bool = True,
+) -> float:
+    """Pooled sAP of the greedy bandit (test-time decisions) on held-out training videos.
+
+    The runtime draws of video ``k`` are seeded ``(seed, 13, k)``, apart from the training
+    (``(seed, 3, ...)``) and test (``(seed, 7, ...)``) draws.
+    """
+    policy = BanditPolicy(
+        bandit, setup.grid, setup.models, explore=False, interval_frames=cfg.test_interval_frames,
+        use_switchability=use_switchability, forecast=cfg.forecast,
+    )  # fmt: skip
+    results = [run_policy(policy, v, setup.runtimes, _rng(seed, 13, k), cfg.tracker_scale_px) for k, v in enumerate(videos)]
+    return evaluate_streams(videos, results)["sap"]
 
 
 def evaluate_policy(setup: StreamSetup, make_policy: Any, seed: int, videos: list[StreamVideo] | None = None, tracker_scale_px: float = 480.0) -> tuple[dict[str, float], list[SimResult], Any]:
@@ -334,7 +419,8 @@ def evaluate_policy(setup: StreamSetup, make_policy: Any, seed: int, videos: lis
     """
     vids = setup.test if videos is None else videos
     policy = make_policy()
-    results = [run_policy(policy, v, setup.runtimes, _rng(seed, 7, j), tracker_scale_px) for j, v in enumerate(vids)]
+    with torch_threads(1):
+        results = [run_policy(policy, v, setup.runtimes, _rng(seed, 7, j), tracker_scale_px) for j, v in enumerate(vids)]
     return evaluate_streams(vids, results), results, policy
 
 
@@ -384,10 +470,10 @@ def train_streaming(cfg: StreamTrainConfig, out_dir: str | os.PathLike[str], con
     def log(row: dict[str, Any]) -> None:
         rd.log(row)
         if console is not None:
-            console.print(
-                f"epoch {row['epoch']}/{cfg.epochs} {row['video']}: sAP {row['sap']:.4f}  "
-                f"reward {row['reward_mean']:.4f}  eps {row['epsilon']:.3f}"
-            )
+            line = f"epoch {row['epoch']}/{cfg.epochs} {row['video']}: sAP {row['sap']:.4f}"
+            if "reward_mean" in row:
+                line += f"  reward {row['reward_mean']:.4f}  eps {row['epsilon']:.3f}"
+            console.print(line)
 
     t_train = time.perf_counter()
     bandit, _ = train_bandit(setup, cfg, log=log)

@@ -702,6 +702,81 @@ class OnnxDetector(Detector):
         timings["total"] = timings["preprocess"] + timings["inference"] + timings["postprocess"]
         return results, timings
 
+    def candidates(
+        self,
+        images: Sequence[np.ndarray],
+        input_hw: tuple[int, int] | None = None,
+        max_candidates: int = MAX_NMS_CANDIDATES,
+        classes: Sequence[int] | None = None,
+    ) -> list[Detections]:
+        """Decoded candidate boxes before NMS, in original-image pixels, by decreasing score.
+
+        The same decoding and confidence / class filters as :meth:`detect`, but no NMS, so a
+        caller can apply its own candidate cap and NMS afterwards (e.g. one cached pass serving
+        several top-k settings). NMS of the first ``k`` candidates with this detector's
+        ``iou_threshold`` and at most ``max_detections`` kept gives the boxes :meth:`detect`
+        returns when ``MAX_NMS_CANDIDATES = k`` (NMS commutes with the letterbox's uniform
+        scale and shift, up to float rounding), once clipped to the image.
+
+        Args:
+            images: RGB uint8 images.
+            input_hw: Network input (height, width) for this call instead of ``input_size``
+                (multiples of 32; only for models whose input size is not fixed).
+            max_candidates: Keep at most this many candidates per image (highest scores).
+            classes: Keep only these class ids; None applies the detector's own ``classes``.
+
+        Returns:
+            One :class:`Detections` per image: boxes (K, 4) float32 xyxy in original-image
+            pixels, **not clipped** to the image (a box may reach into the letterbox padding),
+            scores float32 non-increasing (ties in anchor order), class ids.
+
+        Raises:
+            InputError: Bad images, an input size the model cannot take, ``max_candidates`` < 1
+                or a class id out of range.
+        """
+        imgs = check_images(images, self.name)
+        if int(max_candidates) < 1:
+            raise InputError(f"max_candidates must be >= 1, got {max_candidates!r}")
+        keep_classes = self.classes if classes is None else tuple(int(c) for c in classes)
+        if keep_classes is not None:
+            bad = [c for c in keep_classes if not 0 <= c < self.num_classes]
+            if bad:
+                raise InputError(
+                    f"classes {bad} are out of range for {self.path} ({self.num_classes} classes)"
+                )
+        run_hw = self._input_hw if input_hw is None else _as_hw(input_hw, "input_hw")
+        if run_hw != self._input_hw and not self.dynamic_input:
+            raise InputError(
+                f"{self.name}: cannot run at input size {run_hw[0]}x{run_hw[1]}: "
+                f"it accepts only {self._input_hw[0]}x{self._input_hw[1]}"
+            )
+        h, w = run_hw
+        results: list[Detections] = []
+        for start in range(0, len(imgs), self._batch):
+            group = imgs[start : start + self._batch]
+            rows = len(group) if not self._pad_batch else self._batch
+            batch = np.zeros((rows, 3, h, w), np.float32)
+            metas = []
+            for k, img in enumerate(group):
+                batch[k], scale, pad = preprocess(img, run_hw, self.layout)
+                metas.append((scale, pad))
+            out = self._run(batch)
+            for k, (scale, pad) in enumerate(metas):
+                if self.layout == "yolox":
+                    boxes, scores, cls = decode_yolox(
+                        out[k], run_hw, STRIDES, self.conf_threshold, keep_classes
+                    )
+                else:
+                    boxes, scores, cls = decode_yolov8(out[k], self.conf_threshold, keep_classes)
+                order = np.argsort(-scores, kind="stable")[: int(max_candidates)]
+                b = boxes[order].astype(np.float32)
+                b[:, [0, 2]] = (b[:, [0, 2]] - pad[0]) / scale
+                b[:, [1, 3]] = (b[:, [1, 3]] - pad[1]) / scale
+                results.append(
+                    Detections(b, scores[order].astype(np.float32), cls[order].astype(np.int64))
+                )
+        return results
+
 
 def _imgsz_from_metadata(model) -> tuple[int, int] | None:
     """The export size an Ultralytics model records in its metadata (``imgsz``), if any."""
