@@ -16,10 +16,12 @@ from edgerl.cerl.dqn import (
     CerlQNetwork,
     D2QNAgent,
     DDQNAgent,
+    QNetConfig,
     adapt_noise_scale,
     flat_params,
     graph_batch,
     greedy_actions,
+    is_conditional,
     joint_q,
     masked_branch_max,
     noise_delta,
@@ -138,22 +140,108 @@ def test_greedy_decoded_actions_are_always_accepted() -> None:
     assert decided > 100 and moved > 20
 
 
-def test_joint_q_is_value_plus_mean_of_chosen_branch_values() -> None:
+def _branch_value(out: BranchValues, row: int, m: int, action: np.ndarray, br: int) -> float:
+    """Value of branch ``br`` of task slot ``m`` at ``action`` (per-node rows read at its node)."""
+    t = out.branches[br][row, m]
+    if t.ndim == 2:
+        t = t[int(action[m, 0])]
+    return float(t[int(action[m, br])])
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_joint_q_is_value_plus_mean_of_chosen_branch_values(conditional: bool) -> None:
     env = CerlEnv(**dict(ENV, arrival_rate_per_s=2.0))
     obs, _ = env.reset(seed=1)
     assert obs["task_deciding"].sum() >= 1
-    net = CerlQNetwork(4, 3, 3)
+    net = CerlQNetwork(4, 3, 3, QNetConfig(node_conditional=conditional))
     b = graph_batch(obs)
     with torch.no_grad():
         out = net(b)
+    assert is_conditional(out) == conditional
+    if conditional:
+        assert out.branches[1].shape == (1, ENV["max_tasks"], 4, 9)
+        assert out.branches[2].shape == (1, ENV["max_tasks"], 4, 3)
     action = env.decoder.sample(obs, np.random.default_rng(0))
     q = joint_q(out, torch.from_numpy(action[None]), b.deciding)
     terms = [
-        float(out.branches[br][0, m, action[m, br]])
+        _branch_value(out, 0, m, action, br)
         for m in np.flatnonzero(obs["task_deciding"])
         for br in range(4)
     ]
     assert float(q[0]) == pytest.approx(float(out.value[0]) + np.mean(terms), rel=1e-5)
+
+
+def test_greedy_reads_per_node_scores_at_the_chosen_node() -> None:
+    env = CerlEnv(**dict(ENV, max_tasks=1, arrival_rate_per_s=0.0))
+    obs, _ = env.reset(seed=0, options={"initial_tasks": [1]})
+    assert obs["task_deciding"][0]
+    masks = env.decoder.union_masks(obs)
+    node = np.where(masks["node"][0], 0.0, -np.inf)
+    node[0] = 5.0  # the MEC server wins the node branch
+    block = np.zeros((1, 4, 9))
+    block[0, 0, 8] = 1.0  # whole model when at the server...
+    block[0, 1, 1] = 3.0  # ...one layer (and larger values) for another node
+    share = np.zeros((1, 4, 3))
+    share[0, 0, 0] = 1.0  # 25 % at the server
+    share[0, 1, 2] = 3.0  # 100 % elsewhere
+    sub = np.zeros((1, 3))
+    action = env.decoder.greedy(obs, [node[None], block, share, sub])
+    assert action[0, :3].tolist() == [0, 8, 0]
+    env.step(action)  # accepted by the masks
+
+
+def test_node_conditional_heads_fit_a_node_dependent_share_cost() -> None:
+    # A cost that depends on (node, share) jointly, like eqs. (1), (4) with different
+    # capacities: the best share is 25 % on node 0 and 100 % on the others. Regressing
+    # Q(s, a) on it, the node-conditional heads recover the best share of each node; the
+    # node-blind additive heads cannot represent the interaction.
+    env = BatchedCerlEnv(num_envs=64, **dict(ENV, max_tasks=1, arrival_rate_per_s=0.0))
+    obs, _ = env.reset(seed=0, options={"initial_tasks": [1]})
+    rng = np.random.default_rng(0)
+    best_share = {0: 0}
+    errs = {}
+    for conditional in (True, False):
+        torch.manual_seed(0)
+        net = CerlQNetwork(4, 3, 3, QNetConfig(**SMALL_NET, node_conditional=conditional))
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        b = graph_batch(obs)
+        for _ in range(300):
+            a = torch.from_numpy(
+                np.stack([rng.integers(0, 4, 64), rng.integers(1, 9, 64), rng.integers(0, 3, 64),
+                          np.zeros(64, dtype=np.int64)], -1)[:, None, :]
+            )
+            good = torch.where(a[:, 0, 0] == 0, 0, 2)
+            cost = (a[:, 0, 2] - good).abs().float()
+            loss = ((joint_q(net(b), a, b.deciding) + cost) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            out = net(b)
+        errs[conditional] = float(loss.detach())
+        if conditional:
+            share = out.branches[2][:, 0]  # (B, N+1, K)
+            assert (share[:, 0].argmax(-1) == best_share[0]).all()
+            assert (share[:, 1:].argmax(-1) == 2).all()
+    assert errs[True] < 0.05 < 0.2 < errs[False]
+
+
+def test_feature_skip_keeps_idle_computing_nodes_apart() -> None:
+    # Every computing node is linked to every other, so eq. (11) alone gives the nodes that
+    # hold no task the same embedding whatever their capacity; the skip of X keeps them apart.
+    env = CerlEnv(**dict(ENV, max_tasks=1, arrival_rate_per_s=0.0))
+    obs, _ = env.reset(seed=0, options={"initial_tasks": [1], "device_capacities_ghz": [0.5, 0.2, 0.9]})
+    b = graph_batch(obs)
+    for skip in (False, True):
+        torch.manual_seed(0)
+        net = CerlQNetwork(4, 3, 3, QNetConfig(feature_skip=skip))
+        with torch.no_grad():
+            h = net.gcn(b.x, b.a_hat, b.node_mask)
+            if skip:
+                h = h + net.feature_skip(b.x)
+        idle = h[0, [0, 2, 3]]  # MEC server and the two devices without the task
+        spread = float((idle - idle.mean(0)).abs().max())
+        assert (spread > 1e-3) == skip
 
 
 def test_dueling_branches_are_centred() -> None:
@@ -189,20 +277,23 @@ def _loop_fitness(agent: CerlAgent, pop, targets, sample, gamma) -> list[float]:
             q = float(qv.value[0])
             if len(dec):
                 q += np.mean(
-                    [
-                        float(qv.branches[b][0, m, sample.actions[j, m, b]])
-                        for m in dec
-                        for b in range(4)
-                    ]
+                    [_branch_value(qv, 0, m, sample.actions[j], b) for m in dec for b in range(4)]
                 )
             ndec = np.flatnonzero(n["task_deciding"])
             nq = float(tv.value[0])
             if len(ndec):
                 best = []
                 for m in ndec:
-                    for b, name in enumerate(BRANCHES):
-                        vals = tv.branches[b][0, m].numpy()
-                        best.append(vals[masks[name][j, m]].max())
+                    mk = {name: masks[name][j, m] for name in BRANCHES}
+                    vals = [tv.branches[b][0, m].numpy() for b in range(4)]
+                    if vals[1].ndim == 2:  # node-conditional: maximise over the node jointly
+                        per_node = [
+                            vals[0][d] + vals[1][d][mk["block"]].max() + vals[2][d][mk["share"]].max()
+                            for d in np.flatnonzero(mk["node"])
+                        ]
+                        best.append((max(per_node) + vals[3][mk["subcarrier"]].max()) / 4)
+                    else:
+                        best.append(np.mean([vals[b][mk[name]].max() for b, name in enumerate(BRANCHES)]))
                 nq += float(np.mean(best))
             y = sample.rewards[j] + gamma * (1 - sample.terminated[j]) * nq
             errs.append((y - q) ** 2)
@@ -253,6 +344,20 @@ def test_masked_branch_max_by_hand() -> None:
     deciding = torch.tensor([[1.0, 0.0]])  # the second slot does not count
     got = masked_branch_max(values, masks, deciding)
     assert float(got[0]) == pytest.approx(1.0 + (5.0 + 4.0 - 1.0 + 0.5) / 4)
+    # Node-conditional block / share rows: node 0 gives 5 + max(1, 4) + max(-1) = 8, node 1
+    # gives 2 + max(0, 9) + max(6) = 17 (node 2 is masked), so the max picks node 1.
+    cond = BranchValues(
+        values.value,
+        (
+            values.branches[0],
+            t([[[1.0, 4.0], [0.0, 9.0], [50.0, 50.0]], [[0.0, 0.0]] * 3]),
+            t([[[3.0, -1.0], [7.0, 6.0], [50.0, 50.0]], [[0.0, 0.0]] * 3]),
+            values.branches[3],
+        ),
+    )
+    assert is_conditional(cond)
+    got = masked_branch_max(cond, masks, deciding)
+    assert float(got[0]) == pytest.approx(1.0 + (17.0 + 0.5) / 4)
 
 
 def test_elite_actions_equal_each_individual_acting_alone() -> None:

@@ -8,10 +8,16 @@ they search:
   :class:`~edgerl.rl.nets.NodeNorm`) over the state graph, then one head per branch of the
   action of a task slot (node, block end, share level, subcarrier; eq. (12)) in the manner of
   action branching (BDQ, Tavakoli et al. 2018). A task slot's embedding is the GCN embedding of
-  its next layer node and of the node holding its data, plus pooled graph embeddings.
+  its next layer node and of the node holding its data, plus pooled graph embeddings. Each
+  graph node's embedding also gets a linear map of its own features (``QNetConfig.feature_skip``:
+  eq. (11) alone makes every computing node without a task look the same). By default the
+  block and share heads are node-conditional (``QNetConfig.node_conditional``): they score
+  every (task slot, node) pair and are read at the node the node branch chose, an
+  autoregressive refinement of BDQ's independent branches.
 * **Joint value** (BDQ): the value of a joint action ``a`` in state ``s`` is
   ``Q(s, a) = v(s) + mean over deciding task slots m and branches b of A_b(s, m, a_mb)``, with a
-  state term ``v(s)`` (the whole value when no task decides). The greedy joint action is
+  state term ``v(s)`` (the whole value when no task decides; with node-conditional heads
+  ``A_block`` and ``A_share`` are taken at the chosen node). The greedy joint action is
   decoded task by task and branch by branch with :meth:`ActionDecoder.greedy` under the
   constraint masks (invalid values get -inf), so it is always valid and the product space
   ``(N+1) x L x K x S`` per task is never enumerated. Dueling (D2QN) centres each branch:
@@ -91,6 +97,7 @@ __all__ = [
     "flat_params",
     "graph_batch",
     "greedy_actions",
+    "is_conditional",
     "joint_q",
     "masked_branch_max",
     "noise_delta",
@@ -121,6 +128,20 @@ class QNetConfig(Config):
     norm: NormKind = "graph"
     """Normalisation after each GCN layer: 'graph' (BatchNorm over the nodes of each graph),
     'layer' (LayerNorm per node) or 'none' (see edgerl.rl.nets.NodeNorm)."""
+
+    feature_skip: bool = True
+    """Add a linear map of each graph node's own features X to its GCN embedding. In the
+    state graph every computing node is linked to every other (E_alpha), so eq. (11) averages
+    their features over one and the same neighbourhood: nodes that hold no task (the MEC
+    server and the idle devices) got identical embeddings, and the heads could not tell a
+    10 GHz server from a 0.2 GHz device."""
+
+    node_conditional: bool = True
+    """Score the block and share branches per candidate node (from a (task slot, node) pair
+    embedding) and read them at the node chosen first, instead of from the task slot alone.
+    The cost of a share level depends on the node's capacity (eqs. (1), (4): energy grows
+    with r^2, so 25 % of the 10 GHz MEC server costs ~40x a full 0.25 GHz device), which a
+    node-blind share head can only average over the nodes in the replay data."""
 
 
 class GcnDqnConfig(Config):
@@ -284,7 +305,9 @@ class BranchValues(NamedTuple):
     Attributes:
         value: ``(..., B)`` state term ``v(s)``.
         branches: Four tensors ``(..., B, M, n_b)`` (node, block end, share, subcarrier): the
-            per-branch values ``A_b`` (centred for a dueling network).
+            per-branch values ``A_b`` (centred for a dueling network). With node-conditional
+            heads the block and share tensors are ``(..., B, M, N+1, n_b)``: row ``d`` holds
+            their values when the task slot goes to node ``d`` (see :func:`is_conditional`).
     """
 
     value: Tensor
@@ -324,14 +347,23 @@ class CerlQNetwork(nn.Module):
         self.key_dim = int(cfg.key_dim)
         self.gcn = DenseGCN(N_FEATURES, cfg.gcn_dims, norm=cfg.norm)
         emb, hid = self.gcn.out_features, int(cfg.hidden_dim)
+        self.feature_skip = PopLinear(N_FEATURES, emb, bias=False) if cfg.feature_skip else None
         self.task_proj = PopLinear(2 * emb, hid)
         self.graph_proj = PopLinear(2 * emb, hid, bias=False)
         self.node_query = PopLinear(hid, self.key_dim)
         self.node_key = PopLinear(emb, self.key_dim)
         self.node_self = PopLinear(emb, 1)
         self.node_pair = PopLinear(2, 1, bias=False)
-        self.block_head = PopLinear(hid, self.n_blocks)
-        self.share_head = PopLinear(hid, self.n_levels)
+        self.node_conditional = bool(cfg.node_conditional)
+        head_in = hid
+        if self.node_conditional:
+            # (task slot, node) pair embedding for the node-conditional block / share heads.
+            head_in = self.key_dim
+            self.cond_task = PopLinear(hid, head_in)
+            self.cond_node = PopLinear(emb, head_in, bias=False)
+            self.cond_pair = PopLinear(2, head_in, bias=False)
+        self.block_head = PopLinear(head_in, self.n_blocks)
+        self.share_head = PopLinear(head_in, self.n_levels)
         self.subcarrier_head = PopLinear(hid, self.n_subcarriers)
         self.value_hidden = PopLinear(2 * emb, hid)
         self.value_out = PopLinear(hid, 1)
@@ -340,7 +372,10 @@ class CerlQNetwork(nn.Module):
         """Branch values of a batch of states (see :class:`BranchValues`)."""
         k = pop_size_of(self.value_out.weight, 2)
         n1 = self.n_nodes
-        h = self.gcn(_expand_pop(batch.x, k), batch.a_hat, batch.node_mask)  # (..., B, V, E)
+        x = _expand_pop(batch.x, k)
+        h = self.gcn(x, batch.a_hat, batch.node_mask)  # (..., B, V, E)
+        if self.feature_skip is not None:
+            h = h + self.feature_skip(x)  # padding rows of X are zero, so they stay zero
         comp = h[..., :n1, :]
         g = torch.cat([comp.mean(-2), masked_mean(h[..., n1:, :], batch.node_mask[:, n1:])], -1)
         task_in = torch.cat([_gather_rows(h, batch.next_row), _gather_rows(h, batch.task_node)], -1)
@@ -352,14 +387,24 @@ class CerlQNetwork(nn.Module):
         node = node + self.node_pair(_expand_pop(batch.pair, k)).squeeze(-1)
         # Block branch: the head scores the block length (offset from the layers done);
         # offsets are mapped to the absolute last layer j = progress + offset of the action.
-        rel = self.block_head(z)
-        share = self.share_head(z)
+        if self.node_conditional:
+            # (..., B, M, N+1, key_dim): task slot m sent to node d.
+            pair_h = torch.relu(
+                self.cond_task(z).unsqueeze(-2)
+                + self.cond_node(comp).unsqueeze(-3)
+                + self.cond_pair(_expand_pop(batch.pair, k))
+            )
+            rel, share = self.block_head(pair_h), self.share_head(pair_h)
+        else:
+            rel, share = self.block_head(z), self.share_head(z)
         sub = self.subcarrier_head(z)
         value = self.value_out(torch.relu(self.value_hidden(g))).squeeze(-1)
         if self.dueling:
             node, rel, share, sub = (t - t.mean(-1, keepdim=True) for t in (node, rel, share, sub))
         j = torch.arange(self.n_blocks)
         offset = (j - batch.progress.unsqueeze(-1)).clamp_min(0)  # (B, M, L+1)
+        if self.node_conditional:
+            offset = offset.unsqueeze(-2).expand(*offset.shape[:2], n1, self.n_blocks)
         block = rel.gather(-1, _expand_pop(offset, k))
         return BranchValues(value, (node, block, share, sub))
 
@@ -379,6 +424,17 @@ def _mean_over_tasks(per_task: Tensor, deciding: Tensor) -> Tensor:
     return (per_task * w).sum(-1)
 
 
+def is_conditional(values: BranchValues) -> bool:
+    """Whether the block / share branches are node-conditional (one more dimension)."""
+    return values.branches[1].ndim == values.branches[0].ndim + 1
+
+
+def _at_node(t: Tensor, node: Tensor) -> Tensor:
+    """Rows ``t[..., b, m, node[b, m], :]`` of a node-conditional branch ``(..., B, M, N+1, n)``."""
+    idx = node.reshape(*node.shape, 1, 1).expand(*node.shape, 1, t.shape[-1])
+    return t.gather(-2, _expand_like(idx, t)).squeeze(-2)
+
+
 def joint_q(values: BranchValues, actions: Tensor, deciding: Tensor) -> Tensor:
     """BDQ joint value ``v(s) + mean_{m deciding, b} A_b(s, m, a_mb)`` of given actions.
 
@@ -391,7 +447,10 @@ def joint_q(values: BranchValues, actions: Tensor, deciding: Tensor) -> Tensor:
         ``(..., B)``.
     """
     chosen = []
+    cond = is_conditional(values)
     for b, t in enumerate(values.branches):
+        if cond and b in (1, 2):
+            t = _at_node(t, actions[..., 0])
         idx = _expand_like(actions[..., b : b + 1], t[..., :1])
         chosen.append(t.gather(-1, idx).squeeze(-1))
     per_task = torch.stack(chosen, -1).mean(-1)
@@ -404,17 +463,27 @@ def masked_branch_max(values: BranchValues, masks: Sequence[Tensor], deciding: T
     Each branch is maximised over its own mask (``masks`` as from
     :meth:`ActionDecoder.union_masks`), independently of the other branches and task slots,
     as in BDQ's target; used for the population fitness (eq. (14)), where it is computed for
-    every individual at once.
+    every individual at once. With node-conditional block / share branches the node is
+    maximised jointly with them: ``max_d [A_node(d) + max_j A_block(d, j) + max_s
+    A_share(d, s)]`` (the block and share masks are the union over the nodes).
 
     Args:
         values: Network output (maybe population-stacked).
         masks: Four ``(B, M, n_b)`` bool tensors.
         deciding: ``(B, M)`` float.
     """
-    best = []
-    for t, mask in zip(values.branches, masks):
-        m = _expand_like(mask, t)
-        best.append(t.masked_fill(~m, -math.inf).amax(-1))
+    masked = []
+    cond = is_conditional(values)
+    for b, (t, mask) in enumerate(zip(values.branches, masks)):
+        m = _expand_like(mask.unsqueeze(-2) if cond and b in (1, 2) else mask, t)
+        masked.append(t.masked_fill(~m, -math.inf))
+    best = [t.amax(-1) for t in masked]
+    if cond:
+        # max over the node of A_node(d) + max_j A_block(d, j) + max_s A_share(d, s).
+        per_node = masked[0] + best[1] + best[2]
+        joint = per_node.amax(-1) + best[3]
+        per_task = torch.where(torch.isfinite(joint), joint / 4.0, torch.zeros_like(joint))
+        return values.value + _mean_over_tasks(per_task, deciding)
     per_task = torch.stack(best, -1)
     # Non-deciding slots have a single allowed value; mask them out of the mean anyway.
     per_task = torch.where(torch.isfinite(per_task), per_task, torch.zeros_like(per_task))
@@ -516,14 +585,22 @@ def branch_kl(
 ) -> Tensor:
     """Mean KL(softmax(Q) || softmax(perturbed Q)) over deciding task slots and branches.
 
-    Softmaxes are taken over each branch's valid values (``masks``).
+    Softmaxes are taken over each branch's valid values (``masks``); a node-conditional
+    branch contributes its mean over the task slot's valid nodes.
     """
     kls = []
-    for t, tp, mask in zip(values.branches, perturbed.branches, masks):
+    cond = is_conditional(values)
+    for b, (t, tp, mask) in enumerate(zip(values.branches, perturbed.branches, masks)):
+        if cond and b in (1, 2):
+            mask = mask.unsqueeze(-2).expand_as(t)
         logp = torch.log_softmax(t.masked_fill(~mask, -math.inf), -1)
         logq = torch.log_softmax(tp.masked_fill(~mask, -math.inf), -1)
         terms = torch.where(mask, logp.exp() * (logp - logq), torch.zeros_like(logp))
-        kls.append(terms.sum(-1))
+        kl = terms.sum(-1)
+        if cond and b in (1, 2):
+            # Node-conditional branch: mean over the nodes the task may go to.
+            kl = masked_mean(kl.unsqueeze(-1), masks[0], dim=-2).squeeze(-1)
+        kls.append(kl)
     per_task = torch.stack(kls, -1).mean(-1)
     dec = deciding.sum()
     if float(dec) == 0.0:

@@ -373,6 +373,8 @@ class TaskView:
         )
         #: (B, N1, L+1): (node, block end) pairs that have at least one valid completion.
         self.allowed = (feasible | wait) & self.deciding[:, None, None]
+        #: (B,) node chosen for this task slot, set once the node branch is decided.
+        self.chosen_node: np.ndarray | None = None
 
     def _only_zero(self, n: int) -> np.ndarray:
         z = np.zeros((self.deciding.shape[0], n), dtype=bool)
@@ -480,6 +482,7 @@ class ActionDecoder:
                 continue
             view = TaskView(self, tables, m, free_pct, free_sc)
             d = np.asarray(choose(m, 0, view.node_mask(), view), dtype=np.int64)
+            view.chosen_node = d
             j = np.asarray(choose(m, 1, view.block_mask(d), view), dtype=np.int64)
             s = np.asarray(choose(m, 2, view.share_mask(d, j), view), dtype=np.int64)
             w = np.asarray(choose(m, 3, view.subcarrier_mask(d), view), dtype=np.int64)
@@ -500,7 +503,9 @@ class ActionDecoder:
 
         Args:
             obs: Single or batched observation.
-            scores: Four arrays ``(..., M, n_branch)`` in :data:`BRANCHES` order.
+            scores: Four arrays ``(..., M, n_branch)`` in :data:`BRANCHES` order; the block
+                and share arrays may instead be ``(..., M, N+1, n_branch)``, scores per node,
+                read at the node chosen for the task slot.
 
         Returns:
             Action ``(M, 4)`` (or ``(B, M, 4)`` for a batched observation).
@@ -513,7 +518,11 @@ class ActionDecoder:
             raise InputError(f"scores must hold 4 arrays (one per branch), got {len(sc)}")
 
         def choose(m: int, br: int, mask: np.ndarray, view: TaskView) -> np.ndarray:
-            return np.where(mask, sc[br][:, m], -np.inf).argmax(-1)
+            values = sc[br][:, m]
+            if values.ndim == 3:  # per-node scores: the row of the chosen node
+                assert view.chosen_node is not None
+                values = values[view.batch, view.chosen_node]
+            return np.where(mask, values, -np.inf).argmax(-1)
 
         return self._unbatch(self.decode_tables(tables, choose), batched)
 
