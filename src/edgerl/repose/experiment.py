@@ -35,8 +35,8 @@ class ReposeExperimentConfig(Config):
     width_px: int = Field(3840, ge=64, description="Frame width.")
     height_px: int = Field(2160, ge=64, description="Frame height.")
     seed: int = Field(EVAL_SEED, ge=0, description="First frame seed (held out from training).")
-    budgets_ms: list[float] = Field(default_factory=lambda: [150.0, 225.0, 300.0, 400.0, 600.0], description="Budgets of fig3.")
-    budget_ms: float = Field(300.0, gt=0, description="Budget of fig4 and fig5.")
+    budgets_ms: list[float] = Field(default_factory=lambda: [150.0, 225.0, 280.0, 400.0, 600.0], description="Budgets of fig3.")
+    budget_ms: float = Field(280.0, gt=0, description="Budget of fig4 and fig5.")
     executor: str = Field("local", pattern="^(local|ray)$", description="Executor kind.")
     repose: ReposeConfig = Field(default_factory=ReposeConfig, description="Method settings.")
 

@@ -72,7 +72,7 @@ class ReposeConfig(Config):
         min_length=1,
         description="Fine-stage detector options MODEL@SIZE the planner chooses from.",
     )
-    budget_ms: float = Field(300.0, gt=0, description="D_max: latency budget of the fine stage.")
+    budget_ms: float = Field(280.0, gt=0, description="D_max: latency budget of the fine stage.")
     plan_objective: str = Field(
         "objects", pattern="^(objects|block_mean)$",
         description="objects: maximise the expected objects found (sum of p_j over each block's objects); "
