@@ -98,3 +98,23 @@ def test_demo_unknown_method_writes_nothing(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
     assert "magic" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_experiment_config_is_merged_over_the_preset(tmp_path: Path) -> None:
+    from edgerl.cli import _experiment_config, _merged
+    from edgerl.utils.errors import InputError
+
+    base = {"a": 1, "env": {"n": 3, "p": 0.5}, "seeds": [0]}
+    assert _merged(base, {"env": {"n": 5}, "seeds": [1, 2]}) == {"a": 1, "env": {"n": 5, "p": 0.5}, "seeds": [1, 2]}
+    assert base["env"] == {"n": 3, "p": 0.5}  # the preset itself is left alone
+
+    from edgerl.cerl.experiment import PRESETS, CerlExperimentConfig
+
+    y = tmp_path / "c.yaml"
+    y.write_text("epochs: 7\nenv: {episode_slots: 4}\n")
+    cfg = _experiment_config(CerlExperimentConfig, PRESETS, "quick", y)
+    assert cfg.epochs == 7 and cfg.n_devices == PRESETS["quick"]["n_devices"]
+    assert cfg.env == {**PRESETS["quick"]["env"], "episode_slots": 4}
+    assert _experiment_config(CerlExperimentConfig, PRESETS, "paper", None) is None
+    with pytest.raises(InputError, match="--preset: 'huge'"):
+        _experiment_config(CerlExperimentConfig, PRESETS, "huge", y)

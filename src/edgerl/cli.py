@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -285,6 +286,25 @@ def train_repose_cmd(
     train_repose(cfg, out, console=console)
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; nested mappings are merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _experiment_config(cls: type, presets: dict, preset: str, config: Path | None) -> Any:
+    """The preset's settings with the YAML's fields on top (None without --config)."""
+    from edgerl.utils.config import config_from_dict, read_yaml_mapping
+
+    if preset not in presets:
+        raise InputError(f"--preset: {preset!r} is not one of {', '.join(presets)}")
+    if config is None:
+        return None
+    return config_from_dict(cls, _merged(presets[preset], read_yaml_mapping(config)), str(config))
+
+
 def _repose_experiment(name: str, doc: str) -> None:
     def _cmd(
         out: Path = typer.Option(..., "--out", help="Output folder."),
@@ -294,13 +314,8 @@ def _repose_experiment(name: str, doc: str) -> None:
         ),
     ) -> None:
         from edgerl.repose.experiment import PRESETS, ReposeExperimentConfig, run_experiment
-        from edgerl.utils.config import config_from_dict, read_yaml_mapping
 
-        cfg = None
-        if config is not None:
-            if preset not in PRESETS:
-                raise InputError(f"--preset: {preset!r} is not one of {', '.join(PRESETS)}")
-            cfg = config_from_dict(ReposeExperimentConfig, {**PRESETS[preset], **read_yaml_mapping(config)}, str(config))
+        cfg = _experiment_config(ReposeExperimentConfig, PRESETS, preset, config)
         run_experiment(name, out, preset, cfg=cfg, console=console)
 
     _cmd.__doc__ = doc
@@ -332,14 +347,11 @@ def _cerl_experiment(name: str, doc: str) -> None:
     def _cmd(
         out: Path = typer.Option(..., "--out", help="Output folder."),
         preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-        config: Path | None = typer.Option(None, "--config", help="YAML with CerlExperimentConfig fields (replaces the preset)."),
+        config: Path | None = typer.Option(None, "--config", help="YAML with CerlExperimentConfig fields (override the preset)."),
     ) -> None:
         from edgerl.cerl.experiment import PRESETS, CerlExperimentConfig, run_experiment
-        from edgerl.utils.config import load_config
 
-        cfg = load_config(CerlExperimentConfig, config) if config is not None else None
-        if cfg is None and preset in PRESETS:
-            cfg = CerlExperimentConfig(**PRESETS[preset])
+        cfg = _experiment_config(CerlExperimentConfig, PRESETS, preset, config)
         run_experiment(name, out, preset, cfg=cfg, console=console)
 
     _cmd.__doc__ = doc
@@ -372,14 +384,11 @@ def _hcmappo_experiment(name: str, doc: str) -> None:
     def _cmd(
         out: Path = typer.Option(..., "--out", help="Output folder."),
         preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-        config: Path | None = typer.Option(None, "--config", help="YAML with HcExperimentConfig fields (replaces the preset)."),
+        config: Path | None = typer.Option(None, "--config", help="YAML with HcExperimentConfig fields (override the preset)."),
     ) -> None:
         from edgerl.hcmappo.experiment import PRESETS, HcExperimentConfig, run_experiment
-        from edgerl.utils.config import load_config
 
-        cfg = load_config(HcExperimentConfig, config) if config is not None else None
-        if cfg is None and preset in PRESETS:
-            cfg = HcExperimentConfig(**PRESETS[preset])
+        cfg = _experiment_config(HcExperimentConfig, PRESETS, preset, config)
         run_experiment(name, out, preset, cfg=cfg, console=console)
 
     _cmd.__doc__ = doc
@@ -411,12 +420,11 @@ def _streaming_experiment(name: str, doc: str) -> None:
     def _cmd(
         out: Path = typer.Option(..., "--out", help="Output folder."),
         preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-        config: Path | None = typer.Option(None, "--config", help="YAML with StreamExperimentConfig fields (replaces the preset)."),
+        config: Path | None = typer.Option(None, "--config", help="YAML with StreamExperimentConfig fields (override the preset)."),
     ) -> None:
-        from edgerl.streaming.experiment import StreamExperimentConfig, make_config, run_experiment
-        from edgerl.utils.config import load_config
+        from edgerl.streaming.experiment import PRESETS, StreamExperimentConfig, run_experiment
 
-        cfg = load_config(StreamExperimentConfig, config) if config is not None else make_config(preset)
+        cfg = _experiment_config(StreamExperimentConfig, PRESETS, preset, config)
         run_experiment(name, out, preset, cfg=cfg, console=console)
 
     _cmd.__doc__ = doc
