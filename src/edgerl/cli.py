@@ -305,26 +305,30 @@ def _experiment_config(cls: type, presets: dict, preset: str, config: Path | Non
     return config_from_dict(cls, _merged(presets[preset], read_yaml_mapping(config)), str(config))
 
 
-def _repose_experiment(name: str, doc: str) -> None:
+def _experiment_command(name: str, doc: str, module: str, config_cls: str) -> None:
+    """Register ``edgerl experiment NAME``: ``module.run_experiment`` with ``module.PRESETS``."""
+
     def _cmd(
         out: Path = typer.Option(..., "--out", help="Output folder."),
         preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-        config: Path | None = typer.Option(
-            None, "--config", help="YAML with ReposeExperimentConfig fields (override the preset)."
-        ),
+        config: Path | None = typer.Option(None, "--config", help=f"YAML with {config_cls} fields (override the preset)."),
     ) -> None:
-        from edgerl.repose.experiment import PRESETS, ReposeExperimentConfig, run_experiment
+        import importlib
 
-        cfg = _experiment_config(ReposeExperimentConfig, PRESETS, preset, config)
-        run_experiment(name, out, preset, cfg=cfg, console=console)
+        mod = importlib.import_module(module)
+        cfg = _experiment_config(getattr(mod, config_cls), mod.PRESETS, preset, config)
+        mod.run_experiment(name, out, preset, cfg=cfg, console=console)
 
     _cmd.__doc__ = doc
     experiment_app.command(name)(_cmd)
 
 
-_repose_experiment("repose-fig3", "RE-POSE accuracy vs latency over several budgets (paper Fig. 3).")
-_repose_experiment("repose-fig4", "RE-POSE coarse-detection ablation (paper Fig. 4).")
-_repose_experiment("repose-fig5", "RE-POSE clustering ablation: MeanShift vs RL-DCA (paper Fig. 5).")
+for _name, _doc in (
+    ("repose-fig3", "RE-POSE accuracy vs latency over several budgets (paper Fig. 3)."),
+    ("repose-fig4", "RE-POSE coarse-detection ablation (paper Fig. 4)."),
+    ("repose-fig5", "RE-POSE clustering ablation: MeanShift vs RL-DCA (paper Fig. 5)."),
+):
+    _experiment_command(_name, _doc, "edgerl.repose.experiment", "ReposeExperimentConfig")
 
 
 @train_app.command("cerl")
@@ -343,26 +347,14 @@ def train_cerl_cmd(
     train_cerl(cfg, out, console=console)
 
 
-def _cerl_experiment(name: str, doc: str) -> None:
-    def _cmd(
-        out: Path = typer.Option(..., "--out", help="Output folder."),
-        preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-        config: Path | None = typer.Option(None, "--config", help="YAML with CerlExperimentConfig fields (override the preset)."),
-    ) -> None:
-        from edgerl.cerl.experiment import PRESETS, CerlExperimentConfig, run_experiment
-
-        cfg = _experiment_config(CerlExperimentConfig, PRESETS, preset, config)
-        run_experiment(name, out, preset, cfg=cfg, console=console)
-
-    _cmd.__doc__ = doc
-    experiment_app.command(name)(_cmd)
-
-
-_cerl_experiment("cerl-convergence", "CERL vs D2QN vs DDQN: cost vs epochs for every N (paper 002 Fig. 4).")
-_cerl_experiment("cerl-utilisation", "Remaining compute share per node before and after training (Fig. 5).")
-_cerl_experiment("cerl-scaling", "Cost and collaboration count of the learned methods at one N (Fig. 6).")
-_cerl_experiment("cerl-benchmarks", "CERL vs LC / EC / Random: cost and completion rate (Fig. 7).")
-_cerl_experiment("cerl-optimality", "Optimality gap of every method on tiny instances solved exactly.")
+for _name, _doc in (
+    ("cerl-convergence", "CERL vs D2QN vs DDQN: cost vs epochs for every N (paper 002 Fig. 4)."),
+    ("cerl-utilisation", "Remaining compute share per node before and after training (Fig. 5)."),
+    ("cerl-scaling", "Cost and collaboration count of the learned methods at one N (Fig. 6)."),
+    ("cerl-benchmarks", "CERL vs LC / EC / Random: cost and completion rate (Fig. 7)."),
+    ("cerl-optimality", "Optimality gap of every method on tiny instances solved exactly."),
+):
+    _experiment_command(_name, _doc, "edgerl.cerl.experiment", "CerlExperimentConfig")
 
 
 @train_app.command("hcmappo")
@@ -380,25 +372,13 @@ def train_hcmappo_cmd(
     train_hcmappo(cfg, out, console=console)
 
 
-def _hcmappo_experiment(name: str, doc: str) -> None:
-    def _cmd(
-        out: Path = typer.Option(..., "--out", help="Output folder."),
-        preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-        config: Path | None = typer.Option(None, "--config", help="YAML with HcExperimentConfig fields (override the preset)."),
-    ) -> None:
-        from edgerl.hcmappo.experiment import PRESETS, HcExperimentConfig, run_experiment
-
-        cfg = _experiment_config(HcExperimentConfig, PRESETS, preset, config)
-        run_experiment(name, out, preset, cfg=cfg, console=console)
-
-    _cmd.__doc__ = doc
-    experiment_app.command(name)(_cmd)
-
-
-_hcmappo_experiment("hcmappo-convergence", "Delay and user cost vs iteration of every learned method, per-user cost spread (paper 003 Figs. 5-6).")
-_hcmappo_experiment("hcmappo-tradeoff", "Energy vs privacy as the energy weight sweeps (Fig. 4).")
-_hcmappo_experiment("hcmappo-scaling", "Every method vs users, servers and services (Figs. 7-10).")
-_hcmappo_experiment("hcmappo-sensitivity", "Every method vs delay limit, compute and storage (Figs. 11-14).")
+for _name, _doc in (
+    ("hcmappo-convergence", "Delay and user cost vs iteration of every learned method, per-user cost spread (paper 003 Figs. 5-6)."),
+    ("hcmappo-tradeoff", "Energy vs privacy as the energy weight sweeps (Fig. 4)."),
+    ("hcmappo-scaling", "Every method vs users, servers and services (Figs. 7-10)."),
+    ("hcmappo-sensitivity", "Every method vs delay limit, compute and storage (Figs. 11-14)."),
+):
+    _experiment_command(_name, _doc, "edgerl.hcmappo.experiment", "HcExperimentConfig")
 
 
 @train_app.command("streaming")
@@ -416,25 +396,13 @@ def train_streaming_cmd(
     train_streaming(cfg, out, console=console)
 
 
-def _streaming_experiment(name: str, doc: str) -> None:
-    def _cmd(
-        out: Path = typer.Option(..., "--out", help="Output folder."),
-        preset: str = typer.Option("quick", "--preset", help="quick or paper."),
-        config: Path | None = typer.Option(None, "--config", help="YAML with StreamExperimentConfig fields (override the preset)."),
-    ) -> None:
-        from edgerl.streaming.experiment import PRESETS, StreamExperimentConfig, run_experiment
-
-        cfg = _experiment_config(StreamExperimentConfig, PRESETS, preset, config)
-        run_experiment(name, out, preset, cfg=cfg, console=console)
-
-    _cmd.__doc__ = doc
-    experiment_app.command(name)(_cmd)
-
-
-_streaming_experiment("streaming-table3", "Bandit vs static expert, Streamer, AdaScale-style and random policies: sAP on held-out videos (paper 004 Table 3).")
-_streaming_experiment("streaming-resilience", "Bandit and static expert on a slower platform and under contention (paper 004 Tables 4-5 analogue).")
-_streaming_experiment("streaming-tracking", "Bandit with and without the tracker-stride dimension vs static policies (paper 004 Table 6).")
-_streaming_experiment("streaming-switching", "Model switching with and without the switchability context and switching cost (paper 004 Table 7).")
+for _name, _doc in (
+    ("streaming-table3", "Bandit vs static expert, Streamer, AdaScale-style and random policies: sAP on held-out videos (paper 004 Table 3)."),
+    ("streaming-resilience", "Bandit and static expert on a slower platform and under contention (paper 004 Tables 4-5 analogue)."),
+    ("streaming-tracking", "Bandit with and without the tracker-stride dimension vs static policies (paper 004 Table 6)."),
+    ("streaming-switching", "Model switching with and without the switchability context and switching cost (paper 004 Table 7)."),
+):
+    _experiment_command(_name, _doc, "edgerl.streaming.experiment", "StreamExperimentConfig")
 
 
 def main(argv: list[str] | None = None) -> int:
