@@ -24,19 +24,8 @@ from edgerl.edge.privacy import (
     write_leakage_table,
 )
 from edgerl.edge.profiler import profile_model
+from edgerl.hcmappo.config import PAPER_MODELS
 from edgerl.utils.errors import InputError
-
-PAPER_MODELS = (
-    "lenet7",
-    "lenet9",
-    "lenet12",
-    "vgg13",
-    "vgg16",
-    "vgg19",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-)
 
 # --------------------------------------------------------------------------- SSIM
 

@@ -473,17 +473,7 @@ class Greedy(_Heuristic):
             ),
             0.0,
         )
-        reward = costs.user_reward(
-            privacy,
-            energy,
-            delay,
-            success,
-            cfg.delay_limit_s,
-            cfg.weight_privacy,
-            cfg.weight_energy,
-            cfg.weight_delay_violation_per_s,
-            cfg.fail_reward,
-        )
+        reward = costs.configured_user_reward(cfg, privacy, energy, delay, success)
         return -np.broadcast_to(reward, (env.num_envs, env.n_users, env.n_servers, env.n_splits))
 
 

@@ -985,17 +985,7 @@ class BatchedHcEnv:
             ),
             0.0,
         )
-        r_user = costs.user_reward(
-            privacy,
-            energy,
-            delay,
-            success,
-            cfg.delay_limit_s,
-            cfg.weight_privacy,
-            cfg.weight_energy,
-            cfg.weight_delay_violation_per_s,
-            cfg.fail_reward,
-        )
+        r_user = costs.configured_user_reward(cfg, privacy, energy, delay, success)
         user_cost = -r_user
         r_user = r_user - cfg.invalid_action_penalty * self._repaired_user
         n_users = np.bincount(group, minlength=bsz * n_j).reshape(bsz, n_j).astype(np.float64)

@@ -23,6 +23,8 @@ with work but no share takes forever (``inf``), which eq. (5) turns into a failu
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,6 +33,7 @@ from edgerl.edge.units import dbm_to_w, shannon_rate_bps
 
 __all__ = [
     "BITS_PER_BYTE",
+    "configured_user_reward",
     "deploy_reward",
     "download_delay_s",
     "edge_delay_s",
@@ -330,6 +333,22 @@ def user_reward(
     over = np.maximum(_f(delay_s) - delay_limit_s, 0.0)
     cost = weight_privacy * _f(privacy) + weight_energy * _f(energy) + weight_violation_per_s * over
     return np.where(np.asarray(success, dtype=bool), -cost, float(fail_reward))
+
+
+
+def configured_user_reward(cfg: Any, privacy: ArrayLike, energy: ArrayLike, delay_s: ArrayLike, success: ArrayLike) -> np.ndarray:
+    """:func:`user_reward` with the limit, weights and failure reward of an ``HcConfig``."""
+    return user_reward(
+        privacy,
+        energy,
+        delay_s,
+        success,
+        cfg.delay_limit_s,
+        cfg.weight_privacy,
+        cfg.weight_energy,
+        cfg.weight_delay_violation_per_s,
+        cfg.fail_reward,
+    )
 
 
 # --------------------------------------------------------------------------- deployment
