@@ -75,6 +75,21 @@ def _ioa(dets: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return inter / np.maximum((dets[:, 2:] - dets[:, :2]).prod(-1)[:, None], 1e-9)
 
 
+def _greedy_match(iou: np.ndarray, order: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching on an (N, G) IoU matrix, detections taken in ``order``: (det_tp, gt_matched)."""
+    n, g = iou.shape
+    tp = np.zeros(n, bool)
+    matched = np.zeros(g, bool)
+    if n and g:
+        for i in order:
+            cand = np.where(~matched, iou[i], -1.0)
+            j = int(np.argmax(cand))
+            if cand[j] >= iou_threshold:
+                matched[j] = True
+                tp[i] = True
+    return tp, matched
+
+
 def match_at_iou(
     det: Detections, gt_boxes: np.ndarray, ignore: np.ndarray | None = None, iou_threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,22 +99,22 @@ def match_at_iou(
         (det_tp (N,) bool, det_keep (N,) bool — False for detections inside an ignore region
         and unmatched —, gt_matched (G,) bool).
     """
-    n, g = len(det), len(gt_boxes)
-    tp = np.zeros(n, bool)
+    n = len(det)
+    iou = _iou(det.boxes, gt_boxes) if n and len(gt_boxes) else np.zeros((n, len(gt_boxes)))
+    tp, matched = _greedy_match(iou, np.argsort(-det.scores, kind="stable"), iou_threshold)
     keep = np.ones(n, bool)
-    matched = np.zeros(g, bool)
-    if n and g:
-        iou = _iou(det.boxes, gt_boxes)
-        for i in np.argsort(-det.scores, kind="stable"):
-            cand = np.where(~matched, iou[i], -1.0)
-            j = int(np.argmax(cand))
-            if cand[j] >= iou_threshold:
-                matched[j] = True
-                tp[i] = True
     if n and ignore is not None and len(ignore):
         inside = _ioa(det.boxes, ignore).max(axis=1) >= 0.5
         keep &= tp | ~inside
     return tp, keep, matched
+
+
+def gt_matched_at(det: Detections, gt_boxes: np.ndarray, iou_thresholds: Sequence[float]) -> np.ndarray:
+    """(T, G) bool: ground truth matched by :func:`match_at_iou` at each threshold (one IoU matrix)."""
+    n = len(det)
+    iou = _iou(det.boxes, gt_boxes) if n and len(gt_boxes) else np.zeros((n, len(gt_boxes)))
+    order = np.argsort(-det.scores, kind="stable")
+    return np.stack([_greedy_match(iou, order, float(t))[1] for t in iou_thresholds]).reshape(len(iou_thresholds), -1)
 
 
 @dataclass
@@ -312,8 +327,7 @@ def profile_accuracy(
                     ok_g = (gb >= 0) & (gb < nb)
                     np.add.at(gt_count, gb[ok_g], 1)
                     np.add.at(gt_matched, gb[ok_g & matched], 1)
-                    for ti, thr in enumerate(iou_thresholds):
-                        m_t = match_at_iou(out, gtb, ign_local, float(thr))[2]
+                    for ti, m_t in enumerate(gt_matched_at(out, gtb, iou_thresholds)):
                         np.add.at(matched_iou[ti], gb[ok_g & m_t], 1)
                     ok_d = (db >= 0) & (db < nb) & keep
                     np.add.at(det_count, db[ok_d], 1)
