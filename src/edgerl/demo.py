@@ -28,7 +28,7 @@ class DemoConfig(Config):
 
     seed: int = Field(0, ge=0, description="Seed of everything random (the clip uses clip_seed).")
     clip_seed: int = Field(750_000, ge=0, description="Seed of the synthetic clip (held out from training).")
-    frames: int = Field(4, ge=1, le=300, description="Frames in the clip (30 FPS).")
+    frames: int = Field(8, ge=1, le=300, description="Frames in the clip (30 FPS).")
     width_px: int = Field(3840, ge=64, description="Frame width.")
     height_px: int = Field(2160, ge=64, description="Frame height.")
     methods: list[str] = Field(

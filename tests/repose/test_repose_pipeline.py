@@ -173,3 +173,13 @@ def test_plan_values_objective_golden() -> None:
     assert total[:, 0] == pytest.approx([1.4, 1.0])  # expected objects found per block
     with pytest.raises(InputError, match="plan objective"):
         plan_values(prof, [("a", 64)], blocks, areas, objective="max")
+
+
+def test_methods_name_every_detector_they_may_run() -> None:
+    cfg = _cfg(coarse_conf=0.2)
+    with LocalExecutor(1, factory=blob_factory) as ex:
+        assert Repose(ex, cfg, _profile(), policy=None).detector_specs() == [
+            ("a", 64, 0.2), ("a", 64, 0.1), ("a", 128, 0.1), ("b", 128, 0.1)
+        ]
+        assert Uniform(ex, cfg).detector_specs() == [("a", 64, 0.1)]
+        assert FullFrame(ex, cfg, "b@128").detector_specs() == [("b", 128, 0.1)]

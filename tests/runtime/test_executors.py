@@ -101,3 +101,26 @@ def test_assign_workers_within_4_3_of_the_optimum() -> None:
         best = min(max(costs[np.array(a) == w].sum() for w in range(m)) for a in itertools.product(range(m), repeat=n))
         # Graham's bound for longest-processing-time-first: makespan <= (4/3 - 1/(3m)) * optimum
         assert span <= (4 / 3 - 1 / (3 * m)) * best + 1e-9
+
+
+def test_preload_loads_every_spec_on_every_worker_once() -> None:
+    from edgerl.runtime.base import preload
+    from edgerl.runtime.testing import BlobDetector
+
+    made: list[tuple[str, int, float]] = []
+
+    def factory(model, input_size, conf):
+        made.append((model, input_size, conf))
+        return BlobDetector()
+
+    specs = [("a", 64, 0.1), ("b", 96, 0.05), ("a", 64, 0.1)]  # the repeat is loaded once
+    with LocalExecutor(3, factory=factory) as ex:
+        assert preload(ex, specs) == 6
+        assert sorted(made) == sorted([("a", 64, 0.1), ("b", 96, 0.05)] * 3)
+        for w in ex.workers:
+            assert {k for k in w._detectors if len(k) == 3} == {("a", (64, 64), 0.1), ("b", (96, 96), 0.05)}
+        # Frames after the preload create no session, whichever worker a block lands on.
+        ex.run([DetectTask(i, np.zeros((8, 8, 3), np.uint8), "b", 96, 0.05, worker=i % 3) for i in range(6)])
+        assert len(made) == 6
+        ex.alive.remove(1)  # a lost worker is not preloaded
+        assert preload(ex, [("c", 32, 0.2)]) == 2

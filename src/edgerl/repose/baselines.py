@@ -306,6 +306,11 @@ class SahiSliced(_Base):
         self.class_names = class_names
         self._model: Any = None
 
+    def detector_specs(self) -> list[tuple[str, int, float]]:
+        if self.detector is not None:  # a caller's own detector runs in this process, not on the workers
+            return []
+        return [(*self.option, self.cfg.conf_threshold)]
+
     def _infer(self, images: list[np.ndarray]) -> list[Detections]:
         if self.detector is not None:
             return list(self.detector.detect(images))
@@ -580,6 +585,9 @@ class RemixPlanner(_Base):
             )
         self._history: deque[np.ndarray] = deque(maxlen=self.history_frames)
         self._history_wh: tuple[int, int] | None = None
+
+    def detector_specs(self) -> list[tuple[str, int, float]]:
+        return [(m, s, self.cfg.conf_threshold) for m, s in self.options]
 
     # ------------------------------------------------------------------ history
 

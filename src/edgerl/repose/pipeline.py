@@ -221,6 +221,10 @@ class _Base:
     def _rs(self) -> tuple[str, float]:
         return self.cfg.block_resize, self.cfg.max_upscale
 
+    def detector_specs(self) -> list[tuple[str, int, float]]:
+        """Every (model, input size, confidence) this method may run; workers load them up front."""
+        return []
+
     def __call__(self, frame: np.ndarray) -> FrameResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -232,6 +236,9 @@ class FullFrame(_Base):
         super().__init__(executor, cfg)
         self.option = parse_option(option)
         self.name = f"full:{option}"
+
+    def detector_specs(self) -> list[tuple[str, int, float]]:
+        return [(*self.option, self.cfg.conf_threshold)]
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         t0 = time.perf_counter()
@@ -251,6 +258,9 @@ class Uniform(_Base):
     def __init__(self, executor: Executor, cfg: ReposeConfig, option: str | None = None) -> None:
         super().__init__(executor, cfg)
         self.option = parse_option(option or cfg.uniform_option)
+
+    def detector_specs(self) -> list[tuple[str, int, float]]:
+        return [(*self.option, self.cfg.conf_threshold)]
 
     def __call__(self, frame: np.ndarray) -> FrameResult:
         t0 = time.perf_counter()
@@ -297,6 +307,10 @@ class Repose(_Base):
             profile.latency(m, s)  # fail early when the profile lacks an option
         self.latency = np.array([profile.latency(m, s) for m, s in self.options])
         self.name = name or ("repose" if policy is not None else "meanshift")
+
+    def detector_specs(self) -> list[tuple[str, int, float]]:
+        fine = [(m, s, self.cfg.conf_threshold) for m, s in self.options]
+        return [(*self.coarse_option, self.cfg.coarse_conf), *fine]
 
     def coarse(self, frame: np.ndarray) -> Detections:
         h, w = frame.shape[:2]
