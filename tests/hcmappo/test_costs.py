@@ -82,11 +82,29 @@ def test_edge_work_without_share_takes_forever() -> None:
 
 
 def test_request_delay_eq5() -> None:
-    # served fast -> its own delay; inf (no share) and 12 s (> tau_fail = 10) time out;
-    # a cache miss fails whatever its delay
-    delay, ok = costs.request_delay_s([1.0, np.inf, 12.0, 0.5], [True, True, True, False], 10.0)
+    # eq. (5): a served request keeps its own delay, 12 s included (> tau_fail = 10); inf (no
+    # share of a resource it needs) cannot finish and fails; a cache miss fails whatever its
+    # delay, at tau_fail
+    succ, hit = [1.0, np.inf, 12.0, 0.5], [True, True, True, False]
+    delay, ok = costs.request_delay_s(succ, hit, 10.0)
+    np.testing.assert_allclose(delay, [1.0, 10.0, 12.0, 10.0])
+    np.testing.assert_array_equal(ok, [True, False, True, False])
+    # with time-outs (beyond the paper) the 12 s request fails too
+    delay, ok = costs.request_delay_s(succ, hit, 10.0, timeout_fails=True)
     np.testing.assert_allclose(delay, [1.0, 10.0, 10.0, 10.0])
     np.testing.assert_array_equal(ok, [True, False, False, False])
+
+
+def test_user_reward_default_weights_golden() -> None:
+    # Defaults: mu1 = mu2 = 5 (Table I), mu3 = 0.02 per s, R_fail = -300, tau-bar = 3 s.
+    # privacy 2, energy 1, delay 8 s: -(5 * 2 + 5 * 1 + 0.02 * (8 - 3)) = -(10 + 5 + 0.1) = -15.1
+    # delay 2 s (within the limit): -(10 + 5) = -15; failed: -300
+    from edgerl.hcmappo.config import HcConfig
+
+    got = costs.configured_user_reward(
+        HcConfig(), [2.0, 2.0, 2.0], [1.0, 1.0, 1.0], [8.0, 2.0, 10.0], [True, True, False]
+    )
+    np.testing.assert_allclose(got, [-15.1, -15.0, -300.0])
 
 
 def test_energy_golden() -> None:

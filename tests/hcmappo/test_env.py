@@ -380,7 +380,7 @@ def test_slot_delay_matches_hand_recomputation() -> None:
             + edge
         )
         got = info[f"user_{k}"]
-        if want <= e.config.fail_delay_s:
+        if np.isfinite(want):  # eq. (5): served (the cache holds it), however slow
             assert got["success"]
             assert got["delay_s"] == pytest.approx(want, rel=1e-9)
             energy = (
@@ -427,7 +427,8 @@ def test_constraints_and_reward_consistency_on_random_rollout() -> None:
         delays = np.array([info[f"user_{k}"]["delay_s"] for k in range(12)])
         for k in range(12):
             d = info[f"user_{k}"]
-            assert d["cost"] == d["delay_s"] <= cfg.fail_delay_s
+            assert d["cost"] == d["delay_s"]
+            assert d["success"] or d["delay_s"] == cfg.fail_delay_s
             assert not d["success"] or d["cache_hit"]
             want = costs.user_reward(
                 d["privacy_cost"],

@@ -114,7 +114,25 @@ def test_convergence_quick_preset_via_cli(tmp_path: Path) -> None:
     assert main(["experiment", "hcmappo-convergence", "--out", str(out), "--preset", "quick"]) == 0
     summary = _check_outputs(out, "hcmappo-convergence")
     assert summary["preset"] == "quick" and summary["seeds"] == [0]
-    assert set(summary["methods"]) == {*LEARNED, "local-only", "edge-only", "greedy", "random"}
+    assert set(summary["methods"]) == {
+        *LEARNED,
+        "local-only",
+        "edge-only",
+        "greedy",
+        "random",
+        "greedy-cost",
+    }
+    # the reference heuristic is reported apart: not ranked, never the lowest within the limit
+    assert summary["reference_methods"] == ["greedy-cost"]
+    best = summary["lowest_cost_within_limit"]
+    assert best is None or best != "greedy-cost"
+    if best is not None:
+        kept = {
+            m: r["user_cost_mean"]
+            for m, r in summary["methods"].items()
+            if m != "greedy-cost" and r["delay_s_mean"] <= 3.0
+        }
+        assert summary["methods"][best]["user_cost_mean"] == min(kept.values())
     # every learned method trained the same number of iterations with the same seed
     rows = _rows(out / "hcmappo-convergence.csv")
     for m in LEARNED:
@@ -123,8 +141,9 @@ def test_convergence_quick_preset_via_cli(tmp_path: Path) -> None:
     # Fig. 6: per-user costs and ranks, the same held-out users for every method
     users = _rows(out / "hcmappo-convergence-users.csv")
     n_users = PRESETS["quick"]["env"]["n_users"]
-    assert len(users) == len(summary["methods"]) * n_users
-    shares = [m["lowest_cost_share"] for m in summary["methods"].values()]
+    assert len(users) == (len(summary["methods"]) - 1) * n_users
+    assert "greedy-cost" not in {r["method"] for r in users}
+    shares = [r["lowest_cost_share"] for m, r in summary["methods"].items() if m != "greedy-cost"]
     assert sum(shares) >= 1.0 - 1e-9  # every user has at least one lowest-cost method
     assert (out / "hcmappo-convergence-users.png").is_file()
 

@@ -2,24 +2,36 @@
 
 Paper 003, section V-A, compares the learned hierarchy with three heuristics; the same pieces
 serve the Heuristic-MAPPO-L ablation (LRU deployment, equal shares) in
-:mod:`edgerl.hcmappo.agent`:
+:mod:`edgerl.hcmappo.agent`. The paper's heuristics, as its text defines them:
 
-* **Local-Only**: every request runs on the device (``z = L``, or the deepest split the
-  device memory allows).
-* **Edge-Only**: every request runs on the edge (``z = 0``).
-* **Greedy**: each user takes the server and split of least estimated cost (minus eq. (25))
-  under equal shares of every server's compute and bandwidth, given the cache in force; the
-  number of users sharing a server is found by three rounds of best response from the loads of
-  the previous slot. It reads the environment's true capacities and channels (full
-  information), so it must be given the :class:`BatchedHcEnv` itself.
+* **Local-Only**: "all inference tasks are executed locally with channel-based association,
+  equal-share allocation, and popularity-based deployment": the deepest valid split (``z = L``,
+  or the deepest the device memory allows).
+* **Edge-Only**: "all inference tasks are offloaded using identical association, allocation,
+  and deployment strategies as Local-Only" (``z = 0``).
+* **Greedy** (:class:`Greedy`): "selects the strongest-channel server with requested service,
+  chooses the deepest feasible partition point under equal-share delay estimation, and uses
+  popularity-based deployment".
+
+Channel-based association is the server of strongest channel gain ``g_jk`` (this slot's path
+loss and shadowing, the quantity of both Shannon rates). The paper adds "with requested
+service" for Greedy alone, so Local-Only and Edge-Only take the strongest channel whatever the
+server caches (a miss fails, eq. (5)), and Greedy the strongest among the servers that cache
+the requested service (the strongest overall when none does). All three share each server's
+resources equally and deploy by popularity (:func:`popularity_deployment`): the services
+requested most from the server in the last interval first (ties by the requests of the whole
+system, then by index), kept while they fit its storage. The channel gains are read from the
+environment, so these rules must be given the :class:`BatchedHcEnv` itself.
+
+Beyond the paper:
+
 * **Random**: every decision uniform over its mask (deployment: services in random order, each
   kept with probability 1/2 while it fits).
-
-Local-Only and Edge-Only associate each user with the server of strongest uplink among those
-caching its service (the strongest overall when none does): the paper's "channel-based
-association". All heuristics share each server's resources equally and deploy by popularity
-(:func:`popularity_deployment`): the services requested most from the server in the last
-interval first (ties by global requests, then by index), kept while they fit its storage.
+* **Greedy-Cost** (``greedy-cost``, :class:`GreedyCost`), a reference that is not one of the
+  paper's baselines and is reported apart from them: each user takes the server and split of
+  least estimated cost (minus eq. (25)) under equal shares, with full knowledge of every
+  server's cache, capacities and channel; the loads come from three rounds of best response.
+  It estimates the per-user optimum of the reward alone (eq. (25)) at equal shares.
 
 Every policy offers ``act(obs, deterministic=True)`` where ``obs`` is a
 :class:`BatchedHcEnv` (its current phase and observation) or the dict of
@@ -46,22 +58,33 @@ __all__ = [
     "BASELINES",
     "EVAL_SEED",
     "METRICS",
+    "PAPER_BASELINES",
+    "REFERENCE_BASELINES",
     "EdgeOnly",
     "Greedy",
+    "GreedyCost",
     "HcPolicy",
     "LocalOnly",
     "LruDeployer",
     "RandomPolicy",
+    "SplitEstimator",
     "equal_shares",
     "evaluate_policy",
     "fill_in_order",
     "make_baseline",
     "phase_of",
     "popularity_deployment",
+    "strongest_channel",
 ]
 
-BASELINES: tuple[str, ...] = ("local-only", "edge-only", "greedy", "random")
-"""Names of the heuristic baselines (:func:`make_baseline`)."""
+PAPER_BASELINES: tuple[str, ...] = ("local-only", "edge-only", "greedy")
+"""The heuristic baselines of paper 003 section V-A."""
+
+REFERENCE_BASELINES: tuple[str, ...] = ("greedy-cost",)
+"""Heuristics beyond the paper that are reported apart from its methods."""
+
+BASELINES: tuple[str, ...] = (*PAPER_BASELINES, "random", *REFERENCE_BASELINES)
+"""Names of every heuristic (:func:`make_baseline`)."""
 
 EVAL_SEED = 100_000
 """First seed of the held-out evaluation episodes (training uses seeds below it)."""
@@ -183,22 +206,35 @@ def equal_shares(n_envs: int, n_servers: int, n_users: int) -> np.ndarray:
     return np.ones((n_envs, n_servers, 2, n_users), dtype=np.float32)
 
 
-def strongest_holder(
-    user_obs: np.ndarray, layout: Mapping[str, slice], server_mask: np.ndarray
+def strongest_channel(
+    env: BatchedHcEnv | None, server_mask: np.ndarray, holders: np.ndarray | None = None
 ) -> np.ndarray:
-    """Per user, the allowed server of strongest uplink among those caching its service.
+    """Per user, the allowed server of strongest channel gain ``g_jk`` in the current slot.
 
-    When no allowed server caches it, the allowed server of strongest uplink.
+    Args:
+        env: The environment in its user phase (its channel gains are read).
+        server_mask: (B, K, J) bool, the servers each user may choose.
+        holders: (B, K, J) bool or None: when given, the choice is restricted to these servers
+            (e.g. those caching the requested service) for the users that have one allowed.
 
     Returns:
         (B, K) int server indices.
+
+    Raises:
+        InputError: When ``env`` is None (the gains are not in the observation).
     """
-    se = user_obs[..., layout["uplink_se"]].astype(np.float64)
-    cached = user_obs[..., layout["cached"]] > 0.5
+    if env is None:
+        raise InputError(
+            "channel-based association needs the BatchedHcEnv itself (it reads the channel "
+            "gains); pass the environment to act()"
+        )
+    gain = np.asarray(env.gain, dtype=np.float64).transpose(0, 2, 1)  # (B, K, J)
     allowed = np.asarray(server_mask, dtype=bool)
-    holders = cached & allowed
-    pool = np.where(holders.any(-1, keepdims=True), holders, allowed)
-    return np.where(pool, se, -np.inf).argmax(-1)
+    pool = allowed
+    if holders is not None:
+        mine = np.asarray(holders, dtype=bool) & allowed
+        pool = np.where(mine.any(-1, keepdims=True), mine, allowed)
+    return np.where(pool, gain, -np.inf).argmax(-1)
 
 
 class LruDeployer:
@@ -305,26 +341,27 @@ def _deepest_split(split_mask: np.ndarray) -> np.ndarray:
 
 
 class LocalOnly(_Heuristic):
-    """Every request on the device: the deepest valid split (``z = L`` unless memory forbids)."""
+    """Every request on the device: the deepest valid split (``z = L`` unless memory forbids);
+    the server of strongest channel (it provides the weights)."""
 
     name = "local-only"
 
     def users(
         self, obs: Mapping[str, np.ndarray], env: BatchedHcEnv | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        server = strongest_holder(obs["user_obs"], self.layouts["user"], obs["user_server_mask"])
+        server = strongest_channel(env, obs["user_server_mask"])
         return server, _deepest_split(np.asarray(obs["user_split_mask"], dtype=bool))
 
 
 class EdgeOnly(_Heuristic):
-    """Every request on the edge (``z = 0``)."""
+    """Every request on the edge (``z = 0``); the server of strongest channel."""
 
     name = "edge-only"
 
     def users(
         self, obs: Mapping[str, np.ndarray], env: BatchedHcEnv | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        server = strongest_holder(obs["user_obs"], self.layouts["user"], obs["user_server_mask"])
+        server = strongest_channel(env, obs["user_server_mask"])
         return server, np.zeros_like(server)
 
 
@@ -361,13 +398,165 @@ def _uniform_choice(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(mask, u, -1.0).argmax(-1)
 
 
-class Greedy(_Heuristic):
-    """Least estimated cost per user under equal shares, given the cache in force.
+class SplitEstimator:
+    """Delay, energy and privacy of every (server, split) of every user at given shares.
 
-    The estimate is minus eq. (25) with the delays of eq. (4) at shares ``1 / n_j``, where
-    ``n_j`` counts the users expected on server ``j`` (this one included). ``n_j`` starts from
-    the previous slot's loads and is refined by ``rounds`` rounds of best response of all users
-    at once.
+    Eqs. (4), (6)-(8) and (10) evaluated as the environment does, with the share of server
+    ``j``'s compute and bandwidth that one user would get given per server, and this slot's
+    channels, requests and cache. Shared by :class:`Greedy` and :class:`GreedyCost`.
+
+    Args:
+        env: The environment (its catalog and config).
+    """
+
+    def __init__(self, env: BatchedHcEnv) -> None:
+        cat = env.catalog
+        self._dev_flops = cat.per_service("device_flops")
+        self._edge_flops = cat.per_service("edge_flops")
+        self._up_bytes = cat.per_service("upload_bytes")
+        self._dev_param = cat.per_service("device_param_bytes")
+        self._leak = cat.per_service("leakage")
+        self._raw_units = cat.per_service("input_bytes") / env.config.privacy_unit_bytes
+
+    def estimate(self, env: BatchedHcEnv, share: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, K, J, Z) arrays at the given shares.
+
+        Args:
+            env: The environment in its user phase.
+            share: (B, J) the fraction of each server's compute and bandwidth one user gets.
+
+        Returns:
+            ``succ_delay_s`` (eq. (4), s, before eq. (5)), ``cache_hit`` (bool),
+            ``energy_j`` (eq. (8)) and ``privacy_cost`` (eq. (10)), each as if served.
+        """
+        cfg = env.config
+        shape = (env.num_envs, env.n_users, env.n_servers, env.n_splits)
+        svc = env.req_service  # (B, K)
+        batch = env.req_batch[:, :, None, None]
+        b_idx = np.arange(env.num_envs)[:, None]
+        hit = env.deployment[
+            b_idx[:, :, None], np.arange(env.n_servers)[None, None, :], svc[:, :, None]
+        ]
+        hit = hit[:, :, :, None]  # (B, K, J, 1)
+        gain = env.gain.transpose(0, 2, 1)[:, :, :, None]  # (B, K, J, 1)
+        share = np.asarray(share, dtype=np.float64)
+        bw = (share * env.server_bandwidth_hz)[:, None, :, None]
+        r_down = costs.link_rate_bps(
+            bw, env.server_tx_w[:, None, :, None], gain, env.noise_w_per_hz
+        )
+        r_up = costs.link_rate_bps(bw, env.user_tx_w[:, :, None, None], gain, env.noise_w_per_hz)
+        dev_flops = self._dev_flops[svc][:, :, None, :]  # (B, K, 1, Z)
+        t_down = costs.download_delay_s(self._dev_param[svc][:, :, None, :], r_down)
+        t_local = costs.local_delay_s(batch, dev_flops, env.user_flops[:, :, None, None])
+        t_up = costs.upload_delay_s(batch, self._up_bytes[svc][:, :, None, :], r_up)
+        t_edge = costs.edge_delay_s(
+            batch,
+            self._edge_flops[svc][:, :, None, :],
+            share[:, None, :, None],
+            env.server_flops[:, None, :, None],
+        )
+        succ = costs.success_delay_s(t_down, t_local, t_up, t_edge)
+        with np.errstate(invalid="ignore"):
+            energy = costs.energy_j(
+                env.user_energy_per_flop[:, :, None, None],
+                batch,
+                dev_flops,
+                env.user_tx_w[:, :, None, None],
+                t_up,
+            )
+        privacy = costs.privacy_cost(
+            env.user_preference[:, :, None, None],
+            self._leak[svc][:, :, None, :],
+            batch,
+            self._raw_units[svc][:, :, None, None],
+            cfg.privacy_alpha1,
+            cfg.privacy_alpha2,
+        )
+        return {
+            "succ_delay_s": np.broadcast_to(succ, shape),
+            "cache_hit": np.broadcast_to(hit, shape),
+            "energy_j": np.broadcast_to(energy, shape),
+            "privacy_cost": np.broadcast_to(privacy, shape),
+        }
+
+
+class Greedy(_Heuristic):
+    """The paper's Greedy (section V-A): strongest channel, deepest feasible split, popularity.
+
+    "Selects the strongest-channel server with requested service, chooses the deepest feasible
+    partition point under equal-share delay estimation, and uses popularity-based deployment."
+    Read as follows:
+
+    * server: the allowed server of strongest channel gain ``g_jk`` among those caching the
+      requested service; the strongest overall when none caches it (the request then fails);
+    * equal-share delay estimation: every server's compute and bandwidth split equally among
+      the ``n_j`` users that chose it in this slot (the server choice does not depend on the
+      split, so ``n_j`` is known), i.e. share ``1 / n_j``, and eq. (4) at those shares with this
+      slot's channel;
+    * deepest feasible split: the largest valid ``z`` (within ``L`` and the device memory)
+      whose estimated delay is at most tau-bar; when no split meets it, the valid split of
+      least estimated delay (the shallowest of equal ones);
+    * deployment: popularity (:func:`popularity_deployment`); allocation: equal shares.
+
+    Args:
+        env: The environment it acts in (it reads the channels, capacities and requests).
+        seed: Unused (the rule is deterministic); kept for the common signature.
+    """
+
+    name = "greedy"
+
+    def __init__(self, env: BatchedHcEnv, seed: int | None = 0) -> None:
+        super().__init__(env, seed)
+        self.tables = SplitEstimator(env)
+
+    def users(
+        self, obs: Mapping[str, np.ndarray], env: BatchedHcEnv | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        smask = np.asarray(obs["user_server_mask"], dtype=bool)
+        zmask = np.asarray(obs["user_split_mask"], dtype=bool)
+        if env is None:
+            raise InputError(
+                f"{self.name}: act needs the BatchedHcEnv itself (it reads the channels)"
+            )
+        holders = obs["user_obs"][..., self.layouts["user"]["cached"]] > 0.5
+        server = strongest_channel(env, smask, holders)
+        split = self.splits(env, server, zmask)
+        return server, split
+
+    def splits(self, env: BatchedHcEnv, server: np.ndarray, split_mask: np.ndarray) -> np.ndarray:
+        """(B, K) deepest split whose equal-share delay estimate meets tau-bar.
+
+        Args:
+            env: The environment in its user phase.
+            server: (B, K) the servers the users chose.
+            split_mask: (B, K, Z) valid splits.
+        """
+        delay = self.estimated_delay(env, server)
+        zmask = np.asarray(split_mask, dtype=bool)
+        feasible = zmask & (delay <= env.config.delay_limit_s)
+        deepest = _deepest_split(feasible)
+        fastest = np.where(zmask, delay, np.inf).argmin(-1)
+        return np.where(feasible.any(-1), deepest, fastest)
+
+    def estimated_delay(self, env: BatchedHcEnv, server: np.ndarray) -> np.ndarray:
+        """(B, K, Z) eq. (4) at the chosen server with equal shares ``1 / n_j``, s."""
+        bsz, n_k, n_j = env.num_envs, env.n_users, env.n_servers
+        srv = np.asarray(server, dtype=np.int64)
+        counts = np.zeros((bsz, n_j))
+        np.add.at(counts, (np.repeat(np.arange(bsz), n_k), srv.reshape(-1)), 1.0)
+        share = 1.0 / np.maximum(counts, 1.0)
+        succ = self.tables.estimate(env, share)["succ_delay_s"]  # (B, K, J, Z)
+        return np.take_along_axis(succ, srv[:, :, None, None], axis=2)[:, :, 0, :]
+
+
+class GreedyCost(_Heuristic):
+    """Beyond the paper: the least estimated cost per user under equal shares (reference).
+
+    Not the paper's Greedy (:class:`Greedy`): a best-response least-cost heuristic with full
+    knowledge of every server's cache, capacities and channel. The estimate is minus eq. (25)
+    with the delays of eq. (4) at shares ``1 / n_j``, where ``n_j`` counts the users expected
+    on server ``j`` (this one included). ``n_j`` starts from the previous slot's loads and is
+    refined by ``rounds`` rounds of best response of all users at once.
 
     Args:
         env: The environment it acts in (it reads capacities, channels and requests).
@@ -375,26 +564,19 @@ class Greedy(_Heuristic):
         rounds: Best-response rounds.
     """
 
-    name = "greedy"
+    name = "greedy-cost"
 
     def __init__(self, env: BatchedHcEnv, seed: int | None = 0, rounds: int = 3) -> None:
         super().__init__(env, seed)
-        cat = env.catalog
         self.rounds = int(rounds)
-        self._dev_flops = cat.per_service("device_flops")
-        self._edge_flops = cat.per_service("edge_flops")
-        self._up_bytes = cat.per_service("upload_bytes")
-        self._dev_param = cat.per_service("device_param_bytes")
-        self._leak = cat.per_service("leakage")
-        self._raw_units = cat.per_service("input_bytes") / env.config.privacy_unit_bytes
-        self._layers = cat.per_service("num_layers")
+        self.tables = SplitEstimator(env)
 
     def users(
         self, obs: Mapping[str, np.ndarray], env: BatchedHcEnv | None
     ) -> tuple[np.ndarray, np.ndarray]:
         if env is None:
             raise InputError(
-                "greedy: act needs the BatchedHcEnv itself (it reads the true channels)"
+                f"{self.name}: act needs the BatchedHcEnv itself (it reads the true channels)"
             )
         bsz, n_k, n_j = env.num_envs, env.n_users, env.n_servers
         smask = np.asarray(obs["user_server_mask"], dtype=bool)
@@ -424,55 +606,12 @@ class Greedy(_Heuristic):
             share: (B, J) the fraction of each server's compute and bandwidth one user gets.
         """
         cfg = env.config
-        svc = env.req_service  # (B, K)
-        batch = env.req_batch[:, :, None, None]
-        b_idx = np.arange(env.num_envs)[:, None]
-        hit = env.deployment[
-            b_idx[:, :, None], np.arange(env.n_servers)[None, None, :], svc[:, :, None]
-        ]
-        hit = hit[:, :, :, None]  # (B, K, J, 1)
-        gain = env.gain.transpose(0, 2, 1)[:, :, :, None]  # (B, K, J, 1)
-        bw = (share * env.server_bandwidth_hz)[:, None, :, None]
-        r_down = costs.link_rate_bps(
-            bw, env.server_tx_w[:, None, :, None], gain, env.noise_w_per_hz
+        est = self.tables.estimate(env, share)
+        delay, success = costs.request_delay_s(
+            est["succ_delay_s"], est["cache_hit"], cfg.fail_delay_s, cfg.timeout_fails
         )
-        r_up = costs.link_rate_bps(bw, env.user_tx_w[:, :, None, None], gain, env.noise_w_per_hz)
-        dev_flops = self._dev_flops[svc][:, :, None, :]  # (B, K, 1, Z)
-        t_down = costs.download_delay_s(self._dev_param[svc][:, :, None, :], r_down)
-        t_local = costs.local_delay_s(batch, dev_flops, env.user_flops[:, :, None, None])
-        t_up = costs.upload_delay_s(batch, self._up_bytes[svc][:, :, None, :], r_up)
-        t_edge = costs.edge_delay_s(
-            batch,
-            self._edge_flops[svc][:, :, None, :],
-            share[:, None, :, None],
-            env.server_flops[:, None, :, None],
-        )
-        succ = costs.success_delay_s(t_down, t_local, t_up, t_edge)
-        delay, success = costs.request_delay_s(succ, hit, cfg.fail_delay_s)
-        with np.errstate(invalid="ignore"):
-            energy = np.where(
-                success,
-                costs.energy_j(
-                    env.user_energy_per_flop[:, :, None, None],
-                    batch,
-                    dev_flops,
-                    env.user_tx_w[:, :, None, None],
-                    t_up,
-                ),
-                0.0,
-            )
-        privacy = np.where(
-            success,
-            costs.privacy_cost(
-                env.user_preference[:, :, None, None],
-                self._leak[svc][:, :, None, :],
-                batch,
-                self._raw_units[svc][:, :, None, None],
-                cfg.privacy_alpha1,
-                cfg.privacy_alpha2,
-            ),
-            0.0,
-        )
+        energy = np.where(success, est["energy_j"], 0.0)
+        privacy = np.where(success, est["privacy_cost"], 0.0)
         reward = costs.configured_user_reward(cfg, privacy, energy, delay, success)
         return -np.broadcast_to(reward, (env.num_envs, env.n_users, env.n_servers, env.n_splits))
 
@@ -482,6 +621,7 @@ _BASELINE_CLASSES: dict[str, type[_Heuristic]] = {
     "edge-only": EdgeOnly,
     "greedy": Greedy,
     "random": RandomPolicy,
+    "greedy-cost": GreedyCost,
 }
 
 

@@ -966,7 +966,9 @@ class BatchedHcEnv:
             batch, self._edge_flops[svc, z], phi_c, self.server_flops[b_idx, j]
         )
         succ = costs.success_delay_s(t_down, t_local, t_up, t_edge)  # eq. (4)
-        delay, success = costs.request_delay_s(succ, hit, cfg.fail_delay_s)  # eq. (5)
+        delay, success = costs.request_delay_s(  # eq. (5)
+            succ, hit, cfg.fail_delay_s, cfg.timeout_fails
+        )
         with np.errstate(invalid="ignore"):
             energy = np.where(
                 success,

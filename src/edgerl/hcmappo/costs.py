@@ -220,24 +220,32 @@ def success_delay_s(
 
 
 def request_delay_s(
-    succ_delay_s: ArrayLike, cache_hit: ArrayLike, fail_delay_s: float
+    succ_delay_s: ArrayLike,
+    cache_hit: ArrayLike,
+    fail_delay_s: float,
+    timeout_fails: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Eq. (5): the delay of a request and whether it succeeded.
 
-    A request fails on a cache miss (``x_ij y_jk = 0``) and, in addition to the paper, when its
-    delay would exceed ``tau_fail`` (a time-out: e.g. no share of a resource it needs).
+    A request fails on a cache miss (``x_ij y_jk = 0``) and when it cannot finish at all
+    (``tau^succ = inf``: no share of a resource it needs). With ``timeout_fails`` it also
+    fails when its delay would exceed ``tau_fail`` (beyond the paper, whose eq. (5) charges a
+    served request its own delay however long).
 
     Args:
         succ_delay_s: ``tau^succ`` of eq. (4), s (may be ``inf``).
         cache_hit: Whether the chosen server caches the requested service.
         fail_delay_s: ``tau_fail``, s.
+        timeout_fails: Whether a delay above ``tau_fail`` is a failure too.
 
     Returns:
         ``(delay_s, success)``: ``tau^succ`` where the request succeeds, ``tau_fail``
         elsewhere; and the boolean success.
     """
     succ = _f(succ_delay_s)
-    success = np.asarray(cache_hit, dtype=bool) & (succ <= fail_delay_s)
+    success = np.asarray(cache_hit, dtype=bool) & np.isfinite(succ)
+    if timeout_fails:
+        success &= succ <= fail_delay_s
     return np.where(success, succ, float(fail_delay_s)), success
 
 
@@ -280,7 +288,7 @@ def privacy_cost(
         leakage: ``Lea_k``, SSIM-based leakage of the chosen split, in [0, 1].
         batch: ``D^in``, samples.
         raw_size: ``D_i^raw``, raw input size per sample in the configured unit
-            (``privacy_unit_bytes``; bytes / 1e6 by default).
+            (``privacy_unit_bytes``; bytes / 1e5 by default).
         alpha1: Baseline weight (Table I: 0.31).
         alpha2: Weight of the preference (Table I: 1.88).
     """
@@ -335,8 +343,9 @@ def user_reward(
     return np.where(np.asarray(success, dtype=bool), -cost, float(fail_reward))
 
 
-
-def configured_user_reward(cfg: Any, privacy: ArrayLike, energy: ArrayLike, delay_s: ArrayLike, success: ArrayLike) -> np.ndarray:
+def configured_user_reward(
+    cfg: Any, privacy: ArrayLike, energy: ArrayLike, delay_s: ArrayLike, success: ArrayLike
+) -> np.ndarray:
     """:func:`user_reward` with the limit, weights and failure reward of an ``HcConfig``."""
     return user_reward(
         privacy,

@@ -16,9 +16,10 @@ Modelling choices where the paper leaves room (equation numbers refer to paper 0
 2. **Rewards** arrive in the step that ends the slot (allocation phase): users eq. (25),
    allocation agents eq. (26), deployment agents eq. (24) at the end of their interval. Summed
    between two acting steps of an agent they are exactly that agent's reward in the paper.
-3. **Failures.** A cache miss fails (eq. (5)); so does a request whose delay would exceed
-   ``tau_fail`` (e.g. a user given no share of a resource it needs). A failed request has delay
-   ``tau_fail``, reward ``R^fail``, and no energy or privacy cost (nothing ran).
+3. **Failures.** A cache miss fails (eq. (5)); so does a request that cannot finish (a user
+   given no share of a resource it needs). A served request counts its own delay however long
+   (eq. (5)); ``timeout_fails`` also fails those slower than ``tau_fail``. A failed request has
+   delay ``tau_fail``, reward ``R^fail``, and no energy or privacy cost (nothing ran).
 4. **Allocation.** Shares are the agent's weights normalised over the server's users that use
    the resource (compute: served users with ``z < L``; bandwidth: every served user, since
    ``z = 0`` uploads the input and ``z > 0`` downloads weights), so (C5)-(C6) hold by

@@ -15,6 +15,11 @@
   - ``hcmappo-sensitivity``: every method as the delay limit, the user and server compute and
     the server storage vary (Figs. 11-14).
 
+The heuristics are the paper's (Local-Only, Edge-Only, Greedy), Random, and the reference
+``greedy-cost`` (a least-cost best response with full channel knowledge, beyond the paper):
+it is run and written like the others but reported apart (``reference_methods`` in the
+summary; no cost rank in Fig. 6; never the ``lowest_cost_within_limit``).
+
 Every learned method gets the same budget: the same iterations of the same number of slots
 and copies, the same networks and PPO settings (the methods differ only in their switches,
 :data:`edgerl.hcmappo.agent.METHODS`), the same training seeds and the same held-out
@@ -37,7 +42,13 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from edgerl.hcmappo.agent import METHODS, HcAgent, method_config
-from edgerl.hcmappo.baselines import BASELINES, EVAL_SEED, METRICS, evaluate_policy
+from edgerl.hcmappo.baselines import (
+    BASELINES,
+    EVAL_SEED,
+    METRICS,
+    REFERENCE_BASELINES,
+    evaluate_policy,
+)
 from edgerl.hcmappo.catalog import ServiceCatalog, catalog_for_config
 from edgerl.hcmappo.config import HcConfig, make_config
 from edgerl.utils.config import Config
@@ -69,7 +80,7 @@ EXPERIMENTS: tuple[str, ...] = (
 )
 
 Method = Literal["hc-mappo-l", "hc-ippo-l", "h-mappo", "h-ippo", "heuristic-mappo-l"]
-Baseline = Literal["local-only", "edge-only", "greedy", "random"]
+Baseline = Literal["local-only", "edge-only", "greedy", "random", "greedy-cost"]
 
 _ROW_KEYS = (
     "env_steps",
@@ -438,6 +449,11 @@ class _Runner:
             out[name] = agg
         return out
 
+    @staticmethod
+    def is_reference(name: str) -> bool:
+        """Whether a method key (``NAME`` or ``NAME@FIELD=VALUE``) is a reference heuristic."""
+        return name.split("@", 1)[0] in REFERENCE_BASELINES
+
     def per_user(self, name: str) -> np.ndarray:
         """Per-user held-out cost of a method, mean over seeds (the same users for every seed)."""
         return np.mean([np.asarray(e["user_cost_per_user"]) for e in self.evals[name]], axis=0)
@@ -456,8 +472,11 @@ def run_experiment(
     ``methods`` (``METHOD`` for the convergence, ``METHOD@FIELD=VALUE`` for the sweeps; metrics
     ``delay_s_mean``, ``user_cost_mean``, ``energy_j_mean``, ``privacy_cost_mean``,
     ``success_rate``, ``cache_hit_rate``, ``delay_violation_s``, ``user_cost_std_users``,
-    ``user_cost_std_over_seeds``, ...), ``iteration_s_mean`` and ``wall_s``. The convergence
-    adds per method ``user_cost_rank_mean`` and ``lowest_cost_share`` (Fig. 6) and writes
+    ``user_cost_std_over_seeds``, ...), ``reference_methods`` (the keys of the reference
+    heuristics, reported apart), ``iteration_s_mean`` and ``wall_s``. The convergence adds
+    ``lowest_cost_within_limit`` (the method of least user cost whose mean delay keeps the
+    limit, references left out), per method ``user_cost_rank_mean`` and ``lowest_cost_share``
+    (Fig. 6, references not ranked) and writes
     ``NAME-users.csv`` / ``NAME-users.png``.
 
     Raises:
@@ -542,18 +561,39 @@ def run_experiment(
         "eval_seeds": [EVAL_SEED + i for i in range(cfg.eval_episodes)],
         "iterations": cfg.iterations,
         "methods": methods,
+        "reference_methods": [m for m in methods if run.is_reference(m)],
         "iteration_s_mean": _mean(run.iteration_s),
         "wall_s": time.perf_counter() - t0,
     }
+    if name == "hcmappo-convergence":
+        summary["lowest_cost_within_limit"] = _lowest_within_limit(methods, run.is_reference)
     rd.write_summary(summary)
     if console is not None:
         print_table(methods, console, name)
     return summary
 
 
+def _lowest_within_limit(
+    methods: Mapping[str, Mapping[str, float]], is_reference: Any
+) -> str | None:
+    """The method of lowest mean user cost among those whose mean delay keeps the limit.
+
+    Reference heuristics are left out; None when no method keeps the limit.
+    """
+    keep = {
+        m: r["user_cost_mean"]
+        for m, r in methods.items()
+        if not is_reference(m) and r.get("delay_within_limit", 0.0) > 0.0
+    }
+    return min(keep, key=lambda m: keep[m]) if keep else None
+
+
 def _user_ranks(run: _Runner, methods: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """Per-user cost and its rank among the methods (1 = lowest; Fig. 6); updates ``methods``."""
-    names = list(methods)
+    """Per-user cost and its rank among the methods (1 = lowest; Fig. 6); updates ``methods``.
+
+    Reference heuristics are not ranked.
+    """
+    names = [m for m in methods if not run.is_reference(m)]
     costs = np.stack([run.per_user(m) for m in names])  # (M, U)
     # Rank per user with ties sharing the lower rank.
     ranks = (costs[None, :, :] < costs[:, None, :]).sum(1) + 1
@@ -580,8 +620,13 @@ def print_table(methods: Mapping[str, Mapping[str, float]], console: Any, title:
     t.add_column("method")
     for c in cols:
         t.add_column(c, justify="right")
+    ref = [m for m in methods if _Runner.is_reference(m)]
     for name, row in methods.items():
-        t.add_row(name, *[f"{row.get(c, math.nan):.3f}" for c in cols])
+        if name not in ref:
+            t.add_row(name, *[f"{row.get(c, math.nan):.3f}" for c in cols])
+    for name in ref:
+        row = methods[name]
+        t.add_row(f"{name} (reference)", *[f"{row.get(c, math.nan):.3f}" for c in cols])
     console.print(t)
 
 
