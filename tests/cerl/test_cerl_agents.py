@@ -27,7 +27,7 @@ from edgerl.cerl.dqn import (
     noise_delta,
     union_mask_tensors,
 )
-from edgerl.cerl.env import BRANCHES, BatchedCerlEnv, CerlEnv
+from edgerl.cerl.env import BRANCHES, BatchedCerlEnv, CerlEnv, layer_workload_cycles
 from edgerl.rl.nets import population_call
 from edgerl.rl.replay import DictReplayBuffer
 from edgerl.utils.errors import InputError
@@ -143,32 +143,58 @@ def test_greedy_decoded_actions_are_always_accepted() -> None:
 def _branch_value(out: BranchValues, row: int, m: int, action: np.ndarray, br: int) -> float:
     """Value of branch ``br`` of task slot ``m`` at ``action`` (per-node rows read at its node)."""
     t = out.branches[br][row, m]
+    d, j = int(action[m, 0]), int(action[m, 1])
     if t.ndim == 2:
-        t = t[int(action[m, 0])]
-    return float(t[int(action[m, br])])
+        t = t[d]
+    v = float(t[int(action[m, br])])
+    if br == 2 and out.share_scale is not None:
+        assert out.block_work is not None
+        v += float(out.block_work[row, m, j]) * float(out.share_scale[row, m, d, int(action[m, 2])])
+    return v
 
 
-@pytest.mark.parametrize("conditional", [True, False])
-def test_joint_q_is_value_plus_mean_of_chosen_branch_values(conditional: bool) -> None:
+@pytest.mark.parametrize(
+    "conditional,coupling,aggregation",
+    [(True, True, "sum"), (True, False, "sum"), (True, True, "mean"), (False, False, "mean")],
+)
+def test_joint_q_is_value_plus_task_sum_of_branch_means(
+    conditional: bool, coupling: bool, aggregation: str
+) -> None:
     env = CerlEnv(**dict(ENV, arrival_rate_per_s=2.0))
-    obs, _ = env.reset(seed=1)
-    assert obs["task_deciding"].sum() >= 1
-    net = CerlQNetwork(4, 3, 3, QNetConfig(node_conditional=conditional))
+    obs = next(o for o, _ in (env.reset(seed=s) for s in range(20)) if o["task_deciding"].sum() >= 2)
+    cfg = QNetConfig(
+        node_conditional=conditional, share_block_coupling=coupling, task_aggregation=aggregation
+    )
+    net = CerlQNetwork(4, 3, 3, cfg)
     b = graph_batch(obs)
     with torch.no_grad():
         out = net(b)
     assert is_conditional(out) == conditional
+    assert (out.share_scale is not None) == coupling
     if conditional:
         assert out.branches[1].shape == (1, ENV["max_tasks"], 4, 9)
         assert out.branches[2].shape == (1, ENV["max_tasks"], 4, 3)
     action = env.decoder.sample(obs, np.random.default_rng(0))
     q = joint_q(out, torch.from_numpy(action[None]), b.deciding)
-    terms = [
-        _branch_value(out, 0, m, action, br)
+    per_task = [
+        np.mean([_branch_value(out, 0, m, action, br) for br in range(4)])
         for m in np.flatnonzero(obs["task_deciding"])
-        for br in range(4)
     ]
-    assert float(q[0]) == pytest.approx(float(out.value[0]) + np.mean(terms), rel=1e-5)
+    agg = np.sum(per_task) if aggregation == "sum" else np.mean(per_task)
+    assert float(q[0]) == pytest.approx(float(out.value[0]) + agg, rel=1e-5)
+
+
+def test_block_work_is_the_blocks_share_of_the_model_cycles() -> None:
+    env = CerlEnv(**dict(ENV, max_tasks=1, arrival_rate_per_s=0.0))
+    obs, _ = env.reset(seed=0, options={"initial_tasks": [1]})
+    obs = dict(obs)
+    obs["task_progress"] = np.array([3])
+    work = layer_workload_cycles(1.0)
+    got = graph_batch(obs).block_work[0, 0].numpy()
+    # Three layers done: block [4 : j] holds layers 4..j; the total is the whole model.
+    want = [0.0, 0.0, 0.0, 0.0] + [work[3:j].sum() / work.sum() for j in range(4, 9)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got[-1] == pytest.approx(1.0 - work[:3].sum() / work.sum(), rel=1e-6)
 
 
 def test_greedy_reads_per_node_scores_at_the_chosen_node() -> None:
@@ -202,7 +228,8 @@ def test_node_conditional_heads_fit_a_node_dependent_share_cost() -> None:
     errs = {}
     for conditional in (True, False):
         torch.manual_seed(0)
-        net = CerlQNetwork(4, 3, 3, QNetConfig(**SMALL_NET, node_conditional=conditional))
+        cfg = QNetConfig(**SMALL_NET, node_conditional=conditional, share_block_coupling=conditional)
+        net = CerlQNetwork(4, 3, 3, cfg)
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
         b = graph_batch(obs)
         for _ in range(300):
@@ -273,11 +300,15 @@ def _loop_fitness(agent: CerlAgent, pop, targets, sample, gamma) -> list[float]:
             n = {k: v[j] for k, v in sample.next_obs.items()}
             with torch.no_grad():
                 qv, tv = net(graph_batch(o)), tnet(graph_batch(n))
+            agg = np.sum if qv.task_sum else np.mean
             dec = np.flatnonzero(o["task_deciding"])
             q = float(qv.value[0])
             if len(dec):
-                q += np.mean(
-                    [_branch_value(qv, 0, m, sample.actions[j], b) for m in dec for b in range(4)]
+                q += agg(
+                    [
+                        np.mean([_branch_value(qv, 0, m, sample.actions[j], b) for b in range(4)])
+                        for m in dec
+                    ]
                 )
             ndec = np.flatnonzero(n["task_deciding"])
             nq = float(tv.value[0])
@@ -287,14 +318,21 @@ def _loop_fitness(agent: CerlAgent, pop, targets, sample, gamma) -> list[float]:
                     mk = {name: masks[name][j, m] for name in BRANCHES}
                     vals = [tv.branches[b][0, m].numpy() for b in range(4)]
                     if vals[1].ndim == 2:  # node-conditional: maximise over the node jointly
-                        per_node = [
-                            vals[0][d] + vals[1][d][mk["block"]].max() + vals[2][d][mk["share"]].max()
-                            for d in np.flatnonzero(mk["node"])
-                        ]
+                        work = tv.block_work[0, m].numpy() if tv.block_work is not None else None
+                        per_node = []
+                        for d in np.flatnonzero(mk["node"]):
+                            pairs = [
+                                vals[1][d][jj]
+                                + vals[2][d][ss]
+                                + (0.0 if work is None else work[jj] * float(tv.share_scale[0, m, d, ss]))
+                                for jj in np.flatnonzero(mk["block"])
+                                for ss in np.flatnonzero(mk["share"])
+                            ]
+                            per_node.append(vals[0][d] + max(pairs))
                         best.append((max(per_node) + vals[3][mk["subcarrier"]].max()) / 4)
                     else:
                         best.append(np.mean([vals[b][mk[name]].max() for b, name in enumerate(BRANCHES)]))
-                nq += float(np.mean(best))
+                nq += float(agg(best))
             y = sample.rewards[j] + gamma * (1 - sample.terminated[j]) * nq
             errs.append((y - q) ** 2)
         out.append(-float(np.mean(errs)))

@@ -254,13 +254,22 @@ class CerlAgent(GcnDqnAgentBase):
         rows = GraphBatch(*(t.unsqueeze(1) for t in batch))
         net = self.q
 
-        def one(flat: Tensor, b: GraphBatch) -> BranchValues:
-            return functional_call(net, unflatten_parameters(flat, net), (b,))
+        def one(flat: Tensor, b: GraphBatch) -> tuple[Tensor, ...]:
+            out = functional_call(net, unflatten_parameters(flat, net), (b,))
+            extra = () if out.share_scale is None else (out.share_scale,)
+            return (out.value, *out.branches, *extra)
 
         with torch.no_grad():
-            out = vmap(one)(params, rows)
-        values = BranchValues(out.value[:, 0], tuple(t[:, 0] for t in out.branches))  # type: ignore[arg-type]
-        return greedy_actions(self.decoder, obs, values)
+            out = [t[:, 0] for t in vmap(one)(params, rows)]
+        coupled = len(out) > 5
+        values = BranchValues(
+            out[0],
+            tuple(out[1:5]),  # type: ignore[arg-type]
+            out[5] if coupled else None,
+            batch.block_work if coupled else None,
+            self.q.task_sum,
+        )
+        return greedy_actions(self.decoder, obs, values, self._joint)
 
     def _interact_and_train(self, actor_params: Tensor) -> None:
         """Algorithm 1, lines 7-15: elites and the RL network act; the RL network learns."""
@@ -371,7 +380,13 @@ class CerlAgent(GcnDqnAgentBase):
     def _act_values(self, batch: GraphBatch) -> BranchValues:
         if self.config.act_network == "best" and self.best_params is not None:
             out = population_call(self.q, self.best_params.unsqueeze(0), batch)
-            return BranchValues(out.value[0], tuple(t[0] for t in out.branches))  # type: ignore[arg-type]
+            return BranchValues(
+                out.value[0],
+                tuple(t[0] for t in out.branches),  # type: ignore[arg-type]
+                None if out.share_scale is None else out.share_scale[0],
+                out.block_work,
+                out.task_sum,
+            )
         return self.q(batch)
 
     def _extra_state(self) -> dict[str, Any]:

@@ -356,6 +356,8 @@ class TaskView:
         self.n_nodes, self.n_blocks, self.n_levels, self.n_sc = dec.nvec
         self._levels = dec.levels_pct
         self._free_sc = free_sc
+        #: (B, S) bool, subcarriers still free for this task slot.
+        self.free_subcarriers = free_sc
         self.deciding = tables.task_deciding[:, m]
         self.node = tables.task_node[:, m]
         self.progress = tables.task_progress[:, m]
@@ -498,7 +500,34 @@ class ActionDecoder:
 
     # ----------------------------------------------------------------- public API
 
-    def greedy(self, obs: Mapping[str, np.ndarray], scores: Sequence[np.ndarray]) -> np.ndarray:
+    def _scores(
+        self,
+        scores: Sequence[np.ndarray],
+        coupling: tuple[np.ndarray, np.ndarray] | None,
+        batched: bool,
+    ) -> tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        sc = [np.asarray(s, dtype=np.float64) for s in scores]
+        if len(sc) != 4:
+            raise InputError(f"scores must hold 4 arrays (one per branch), got {len(sc)}")
+        cp = None
+        if coupling is not None:
+            cp = (np.asarray(coupling[0], np.float64), np.asarray(coupling[1], np.float64))
+            if sc[2].ndim != cp[0].ndim:
+                raise InputError(
+                    "coupling: share_scale must have the shape of the per-node share scores "
+                    f"(..., M, N+1, K), got {cp[0].shape} for share scores {sc[2].shape}"
+                )
+        if not batched:
+            sc = [s[None] for s in sc]
+            cp = None if cp is None else (cp[0][None], cp[1][None])
+        return sc, cp
+
+    def greedy(
+        self,
+        obs: Mapping[str, np.ndarray],
+        scores: Sequence[np.ndarray],
+        coupling: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Masked argmax per branch, decoded task by task (e.g. Q-values of branching heads).
 
         Args:
@@ -506,22 +535,116 @@ class ActionDecoder:
             scores: Four arrays ``(..., M, n_branch)`` in :data:`BRANCHES` order; the block
                 and share arrays may instead be ``(..., M, N+1, n_branch)``, scores per node,
                 read at the node chosen for the task slot.
+            coupling: Optional ``(share_scale (..., M, N+1, K), block_work (..., M, L+1))``
+                with per-node share scores: the share score of level ``s`` for block end
+                ``j`` at node ``d`` is ``share[d, s] + block_work[j] * share_scale[d, s]``.
 
         Returns:
             Action ``(M, 4)`` (or ``(B, M, 4)`` for a batched observation).
         """
         tables, batched = MaskTables.from_obs(obs)
-        sc = [np.asarray(s, dtype=np.float64) for s in scores]
-        if not batched:
-            sc = [s[None] for s in sc]
-        if len(sc) != 4:
-            raise InputError(f"scores must hold 4 arrays (one per branch), got {len(sc)}")
+        sc, cp = self._scores(scores, coupling, batched)
+        rows = np.arange(tables.task_deciding.shape[0])
+        chosen_block: dict[int, np.ndarray] = {}
 
         def choose(m: int, br: int, mask: np.ndarray, view: TaskView) -> np.ndarray:
             values = sc[br][:, m]
             if values.ndim == 3:  # per-node scores: the row of the chosen node
                 assert view.chosen_node is not None
                 values = values[view.batch, view.chosen_node]
+                if br == 2 and cp is not None:
+                    work = cp[1][rows, m, chosen_block[m]]
+                    values = values + work[:, None] * cp[0][rows, m, view.chosen_node]
+            out = np.where(mask, values, -np.inf).argmax(-1)
+            if br == 1:
+                chosen_block[m] = out
+            return out
+
+        return self._unbatch(self.decode_tables(tables, choose), batched)
+
+    def greedy_joint(
+        self,
+        obs: Mapping[str, np.ndarray],
+        scores: Sequence[np.ndarray],
+        coupling: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Per task slot, the valid ``(d, j, s, w)`` of largest summed score, task by task.
+
+        :meth:`greedy` fixes the node from the node scores alone and then reads the block and
+        share scores at that node. For a value that adds the four branch scores (the BDQ
+        joint value of :func:`edgerl.cerl.dqn.joint_q`) with block / share scores per node,
+        the node that maximises ``score_node(d)`` need not maximise the sum: this decoder
+        maximises ``score_node(d) + score_block(d, j) + score_share(d, s) + score_sub(w)``
+        over every completion that the masks allow (the share range ``[share_min(d, j),
+        free share of d)``, ``s = 0`` for a wait, ``w`` a free subcarrier when ``d`` is not
+        the node holding the data, else ``w = 0``), given what the earlier task slots took.
+        Exact, in ``O(B (N+1) (L+1 + K + S))`` per task slot (``O(B (N+1) (L+1) K)`` with
+        ``coupling``); the product space of the task slots is never enumerated.
+
+        Args:
+            obs: Single or batched observation.
+            scores: As for :meth:`greedy`.
+            coupling: As for :meth:`greedy` (share scores that depend on the block end).
+
+        Returns:
+            Action ``(M, 4)`` (or ``(B, M, 4)`` for a batched observation).
+        """
+        tables, batched = MaskTables.from_obs(obs)
+        sc, cp = self._scores(scores, coupling, batched)
+        n_nodes, n_blocks, n_levels, _ = self.nvec
+        rows = np.arange(tables.task_deciding.shape[0])
+        ar_k = np.arange(n_levels)
+        # Per task slot: the best block + share score of every (node, block end) pair.
+        pair_best: dict[int, np.ndarray] = {}
+        chosen_block: dict[int, np.ndarray] = {}
+
+        def per_node(t: np.ndarray, m: int) -> np.ndarray:
+            v = t[:, m]
+            if v.ndim == 2:  # one row for every node
+                v = np.broadcast_to(v[:, None, :], (v.shape[0], n_nodes, v.shape[-1]))
+            return v
+
+        def choose(m: int, br: int, mask: np.ndarray, view: TaskView) -> np.ndarray:
+            if br == 0:
+                blk, shr, sub = per_node(sc[1], m), per_node(sc[2], m), sc[3][:, m]
+                wait = view.is_current[:, :, None] & (
+                    np.arange(n_blocks)[None, None, :] == view.progress[:, None, None]
+                )
+                lo = np.minimum(view.share_min, n_levels - 1)
+                fits = ar_k[None, None, :] < view.count[:, :, None]
+                if cp is None:
+                    # Best share in [lo, count(d)): reverse running max over the levels that fit.
+                    fit = np.where(fits, shr, -np.inf)
+                    tail = np.maximum.accumulate(fit[..., ::-1], axis=-1)[..., ::-1]
+                    best_s = np.take_along_axis(tail, lo, axis=-1)  # (B, N1, L+1)
+                    wait_s = shr[:, :, :1]
+                else:
+                    # Share scores per (node, block end): (B, N1, L+1, K).
+                    full = shr[:, :, None, :] + cp[1][:, m, None, :, None] * cp[0][:, m, :, None, :]
+                    ok = fits[:, :, None, :] & (ar_k[None, None, None, :] >= lo[..., None])
+                    best_s = np.where(ok, full, -np.inf).max(-1)
+                    wait_s = full[..., 0]
+                best_s = np.where(wait, wait_s, best_s)
+                pair = np.where(view.allowed, blk + best_s, -np.inf)
+                pair_best[m] = pair
+                free_w = np.where(view.free_subcarriers, sub, -np.inf).max(-1)
+                best_w = np.where(view.is_current, sub[:, :1], free_w[:, None])
+                total = sc[0][:, m] + pair.max(-1) + best_w
+                total = np.nan_to_num(total, nan=-np.inf, neginf=-1e300)
+                return np.where(mask, total, -np.inf).argmax(-1)
+            if br == 1:
+                assert view.chosen_node is not None
+                values = pair_best[m][rows, view.chosen_node]
+                values = np.nan_to_num(values, nan=-np.inf, neginf=-1e300)
+                chosen_block[m] = np.where(mask, values, -np.inf).argmax(-1)
+                return chosen_block[m]
+            values = sc[br][:, m]
+            if values.ndim == 3:
+                assert view.chosen_node is not None
+                values = values[rows, view.chosen_node]
+                if br == 2 and cp is not None:
+                    work = cp[1][rows, m, chosen_block[m]]
+                    values = values + work[:, None] * cp[0][rows, m, view.chosen_node]
             return np.where(mask, values, -np.inf).argmax(-1)
 
         return self._unbatch(self.decode_tables(tables, choose), batched)

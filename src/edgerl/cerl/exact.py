@@ -36,6 +36,12 @@ visited in increasing order of (step cost + bound). Three devices keep it exact 
 
 Meant for instances like 2-3 devices, 1-2 tasks, 2-3 share levels and a handful of slots; a node
 budget stops runaway searches with an error rather than a silent approximation.
+
+The minimum is clairvoyant: it knows when and where every task of the episode will arrive.
+:func:`replanning_cost` is the non-anticipative counterpart: every slot it solves exactly the
+problem of the tasks present, as if no task arrived any more, applies the first joint action of
+that plan and re-plans in the next slot with whatever arrived. Its gap to the exact minimum
+shows how much of a policy's gap is the price of not knowing the future arrivals.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from gymnasium.utils import seeding
 from edgerl.cerl.env import CerlConfig, CerlSimulator, make_config
 from edgerl.utils.errors import InputError
 
-__all__ = ["cost_per_cycle_floor", "exact_min_cost"]
+__all__ = ["cost_per_cycle_floor", "exact_min_cost", "replanning_cost"]
 
 
 def cost_per_cycle_floor(cfg: CerlConfig) -> float:
@@ -123,6 +129,57 @@ def exact_min_cost(
     sim = CerlSimulator(cfg, 1)
     rng = seeding.np_random(int(seed))[0]
     sim.reset([rng], options)
+    return _solve(sim, rng, max_nodes)
+
+
+def replanning_cost(
+    env_config: CerlConfig | Mapping[str, Any] | None,
+    seed: int,
+    options: Mapping[str, Any] | None = None,
+    *,
+    max_nodes: int = 200_000,
+) -> float:
+    """Episode cost of exact re-planning without knowledge of future arrivals.
+
+    In every slot the tasks present are planned exactly (:func:`exact_min_cost` on the current
+    state with the arrival rate set to 0), the plan's first joint action is applied in the real
+    episode (arrivals on), and the next slot plans again. The policy uses nothing a learnt
+    agent could not observe in principle (the state, the model, not the future), so its gap is
+    a reference for the gap of the learnt agents.
+
+    Args:
+        env_config: The environment config (or a mapping of its fields).
+        seed: The episode's seed, as in ``CerlEnv.reset(seed=seed)``.
+        options: Reset options, as in ``CerlEnv.reset``.
+        max_nodes: Search nodes allowed per slot's plan.
+
+    Returns:
+        ``-sum_t R(t)`` of the episode.
+
+    Raises:
+        InputError: If a slot's plan needs more than ``max_nodes`` nodes.
+    """
+    cfg = make_config(env_config, invalid_action="raise")
+    quiet = make_config(cfg, arrival_rate_per_s=0.0)
+    sim = CerlSimulator(cfg, 1)
+    rng = seeding.np_random(int(seed))[0]
+    sim.reset([rng], options)
+    planner = CerlSimulator(quiet, 1)
+    plan_rng = seeding.np_random(0)[0]  # draws nothing: Poisson(0) arrivals
+    cost = 0.0
+    while not sim.done_flag[0]:
+        planner.restore(sim.snapshot())
+        _, actions = _solve(planner, plan_rng, max_nodes)
+        res = sim.step(actions[0][None], [rng])
+        cost -= float(res.reward[0])
+    return cost
+
+
+def _solve(
+    sim: CerlSimulator, rng: np.random.Generator, max_nodes: int
+) -> tuple[float, list[np.ndarray]]:
+    """Branch and bound from the simulator's current state (see the module docstring)."""
+    cfg = sim.config
     c_star = cost_per_cycle_floor(cfg)
     memo: dict[bytes, tuple[float, list[np.ndarray] | None]] = {}
     nodes = 0
@@ -136,7 +193,11 @@ def exact_min_cost(
         hit = memo.get(key)
         if hit is not None:
             value, acts = hit
-            if acts is not None or value >= budget:
+            if value >= budget:
+                # Exact or not, the value is a lower bound that does not beat the budget: a
+                # plan returned here would replace a better one found by the caller.
+                return value, None
+            if acts is not None:
                 return value, acts
         bound_here = _lower_bound(sim, c_star)
         if bound_here >= budget:
