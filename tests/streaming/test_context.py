@@ -197,3 +197,64 @@ def test_image_statistics() -> None:
     stats = image_statistics(img, stride=8)
     # mean 0.5, std 0.5, |dx| = 255 (one pair per row), |dy| = 0 -> (1 + 0) / 2 = 0.5
     assert stats.tolist() == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_dynamics_features_hand_computed():
+    from edgerl.streaming.context import DYNAMICS_NAMES, dynamics_features
+
+    hw = (100, 200)
+    # last output: two confident boxes (heights 20 and 40) and one below the score limit
+    last = Detections(
+        np.array([[10, 10, 20, 30], [100, 40, 120, 80], [0, 0, 5, 5]], np.float32),
+        np.array([0.9, 0.5, 0.1], np.float32),
+        np.zeros(3, np.int64),
+    )
+    # previous output, 2 frames earlier: the first box 4 px to the left, the second 10 px up,
+    # plus a far-away confident box and a low-score box right on top of the first one
+    prev = Detections(
+        np.array([[6, 10, 16, 30], [100, 30, 120, 70], [180, 0, 190, 10], [10, 10, 20, 30]], np.float32),
+        np.array([0.8, 0.6, 0.7, 0.2], np.float32),
+        np.zeros(4, np.int64),
+    )
+    z = dynamics_features(last, prev, 2, hw, fps=30.0, min_score=0.3, count_scale=100.0)
+    assert len(z) == len(DYNAMICS_NAMES) == 3
+    # count: 2 / 100; median height (20, 40) = 30 over 100 px
+    assert z[0] == pytest.approx(0.02) and z[1] == pytest.approx(0.30)
+    # displacement / height: 4 / 20 = 0.2 and 10 / 40 = 0.25; median 0.225 heights in 2 frames
+    # -> 0.225 * 30 / 2 = 3.375 heights per second
+    assert z[2] == pytest.approx(3.375, rel=1e-6)
+    # clipped at max_speed; no previous output or frames_apart 0: speed 0, other slots kept
+    assert dynamics_features(last, prev, 2, hw, max_speed=1.0)[2] == pytest.approx(1.0)
+    assert dynamics_features(last, None, 2, hw)[2] == 0.0
+    assert dynamics_features(last, prev, 0, hw)[2] == 0.0
+    np.testing.assert_allclose(dynamics_features(last, None, 2, hw)[:2], z[:2])
+    # a neighbour farther than 2 heights is another object: no pair, speed 0
+    far = Detections(np.array([[150, 60, 160, 80]], np.float32), np.array([0.9], np.float32), np.zeros(1, np.int64))
+    one = Detections(np.array([[10, 10, 20, 30]], np.float32), np.array([0.9], np.float32), np.zeros(1, np.int64))
+    assert dynamics_features(one, far, 1, hw)[2] == 0.0
+    # nothing confident: all zero
+    np.testing.assert_array_equal(dynamics_features(Detections.empty(), prev, 2, hw), np.zeros(3))
+
+
+def test_dynamics_speed_matches_a_brute_force_pairing():
+    from edgerl.streaming.context import dynamics_features
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        n, m = rng.integers(1, 8, size=2)
+        xy = rng.uniform(0, 150, (n, 2))
+        wh = rng.uniform(5, 40, (n, 2))
+        cur = np.concatenate([xy, xy + wh], 1)
+        xy2 = rng.uniform(0, 150, (m, 2))
+        wh2 = rng.uniform(5, 40, (m, 2))
+        prv = np.concatenate([xy2, xy2 + wh2], 1)
+        a = Detections(cur.astype(np.float32), np.ones(n, np.float32), np.zeros(n, np.int64))
+        b = Detections(prv.astype(np.float32), np.ones(m, np.float32), np.zeros(m, np.int64))
+        ratios = []
+        for box in a.boxes.astype(np.float64):
+            c = (box[:2] + box[2:]) / 2
+            d = min(math.dist(c, (q[:2] + q[2:]) / 2) for q in b.boxes.astype(np.float64))
+            if d / (box[3] - box[1]) < 2.0:
+                ratios.append(d / (box[3] - box[1]))
+        want = min(float(np.median(ratios)) * 30.0 / 3.0, 5.0) if ratios else 0.0
+        assert dynamics_features(a, b, 3, (200, 200))[2] == pytest.approx(want, rel=1e-5)

@@ -180,6 +180,8 @@ def test_video_schedule_one_scene_and_bad_settings():
     assert len({s.synth.person_height_max_px for s in three}) == 3
     with pytest.raises(InputError, match="scene_frames"):
         config_from_dict(StreamDataConfig, {"scene_frames": [50, 10]}, "data")
+    with pytest.raises(InputError, match="train_scene_frames"):
+        config_from_dict(StreamDataConfig, {"train_scene_frames": [50, 10]}, "data")
     with pytest.raises(InputError, match="zoom_range"):
         config_from_dict(StreamDataConfig, {"zoom_range": [0.0, 2.0]}, "data")
     with pytest.raises(InputError, match="speed_range"):
@@ -203,3 +205,17 @@ def test_scenes_are_cut_in_the_rendered_video(tmp_path):
     assert ds.train[0].n_frames == 12
     one = StreamDataset(tiny_data(tmp_path, scene_frames=None), GRID.model_copy(update={"scales": [128], "topks": [100]}))
     assert len(list(tmp_path.iterdir())) == 4 and one.train[0].n_frames == 12
+
+
+def test_train_scene_frames_only_change_the_training_videos():
+    cfg = StreamDataConfig(scene_frames=[100, 100], train_scene_frames=[30, 30])
+    # a training video of 150 frames in scenes of 30: five scenes; a test video keeps 100
+    train = video_schedule(cfg, 4, 150, "train")
+    assert [s.n_frames for s in train] == [30] * 5
+    assert [s.n_frames for s in video_schedule(cfg, 4, 300)] == [100, 100, 100]
+    assert video_schedule(cfg, 4, 300, "test") == video_schedule(StreamDataConfig(scene_frames=[100, 100]), 4, 300)
+    # scene content draws follow the same generator: the first scene is the same
+    assert train[0].synth == video_schedule(cfg, 4, 300)[0].synth
+    assert cfg.scene_range("train") == [30, 30] and cfg.scene_range("test") == [100, 100]
+    # with one scene per video the training range is not used
+    assert StreamDataConfig(scene_frames=None, train_scene_frames=[30, 30]).scene_range("train") is None

@@ -117,6 +117,8 @@ def test_bad_names():
     paper = make_config("paper")
     assert paper.seeds == [0, 1, 2] and paper.train.epochs == 10 and paper.train.data.n_train_videos == 12
     assert paper.train.data.frames("train") == 150 and paper.train.data.frames("test") == 300
+    assert paper.train.data.scene_range("train") == [30, 75] and paper.train.data.scene_range("test") == [60, 150]
+    assert paper.train.r2_common_draws and paper.train.select_from_epoch == 5
 
 
 @pytest.mark.slow

@@ -208,3 +208,35 @@ def test_context_models(ds, models):
     again = context_models_from_data(data)
     f = ctx.features(d, 128)
     assert again.predicted_scale(f) == pytest.approx(ctx.predicted_scale(f))
+
+
+def test_bandit_policy_dynamics_slots(ds, models):
+    from edgerl.streaming.context import dynamics_features
+    from edgerl.streaming.policies import CONFIDENT_SCORE, bandit_context_dim
+    from edgerl.streaming.simulator import PolicyContext
+
+    ctx, _ = models
+    assert bandit_context_dim(False) == context_dim(N_CLASSES) and bandit_context_dim(True) == context_dim(N_CLASSES) + 3
+    bandit = ContextualBandit(bandit_context_dim(True), GRID.n_arms, config={"hidden_sizes": [8]}, seed=0)
+    pol = BanditPolicy(bandit, GRID, ctx, explore=False, interval_frames=1)
+    assert pol.dynamics
+    v = ds.test[0]
+    pol.reset(v)
+    d0 = v.detections(GRID.configs()[0], 0)
+    d1 = v.detections(GRID.configs()[0], 3)
+    name = GRID.configs()[0].name
+    pol(PolicyContext(0.0, 0, 0, None, None, -1))
+    pol(PolicyContext(0.05, 2, 1, name, d0, 0))
+    scale = pol.current.scale  # the context reads the scale running before the decision
+    pol(PolicyContext(0.15, 5, 2, name, d1, 3))
+    z = pol.contexts[-1]
+    assert z.shape == (bandit_context_dim(True),)
+    np.testing.assert_allclose(z[: context_dim(N_CLASSES)], ctx.context(d1, scale), rtol=1e-6)
+    want = dynamics_features(d1, d0, 3, v.image_hw, v.fps, CONFIDENT_SCORE, COUNT_SCALE)
+    np.testing.assert_allclose(z[context_dim(N_CLASSES) :], want, rtol=1e-6)
+    # the first decision has no previous output: speed 0; a whole run works end to end
+    assert pol.contexts[0][-1] == 0.0
+    run_policy(pol, v, _runtimes(ds), np.random.default_rng(0))
+    assert all(c.shape == (bandit_context_dim(True),) for c in pol.contexts)
+    with pytest.raises(InputError, match="context_dim 16"):
+        BanditPolicy(ContextualBandit(16, GRID.n_arms, seed=0), GRID, ctx)

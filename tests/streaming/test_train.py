@@ -110,6 +110,13 @@ def test_validation_videos_pick_the_best_epoch():
     assert best["epoch"] == 1 + saps.index(max(saps))  # the first epoch reaching the best
     # the kept weights reproduce the best validation sAP (the greedy runs are deterministic)
     assert validation_sap(bandit, setup, setup.train[1:], cfg, 0, True) == pytest.approx(best["sap"])
+    # picking only from epoch 4 on: the best of epochs 4-6
+    late = cfg.model_copy(update={"select_from_epoch": 4})
+    _, rows4 = train_bandit(setup, late, seed=0)
+    assert [r["sap"] for r in rows4 if r["video"] == "validation"] == saps
+    assert rows4[-1]["sap"] == max(saps[3:]) and rows4[-1]["epoch"] == 4 + saps[3:].index(max(saps[3:]))
+    with pytest.raises(InputError, match="select_from_epoch"):
+        config_from_dict(StreamTrainConfig, {"epochs": 3, "select_from_epoch": 4}, "train")
     cfg.val_videos = 2
     with pytest.raises(InputError, match=r"val_videos \(2\) must leave at least one of the 2"):
         train_bandit(setup, cfg, seed=0)
@@ -162,3 +169,34 @@ def test_cli_train_streaming_bad_config(tmp_path, capsys):
     assert main(["train", "streaming", "--out", str(tmp_path / "r"), "--config", str(path)]) == 2
     assert "scale 999 is not one of" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_shape_rewards_penalty_and_clip():
+    from edgerl.streaming.train import shape_rewards
+
+    acts = [(0, 1), (0, 1), (2, 1), (2, 0), (2, 0)]
+    r = np.array([0.5, -0.2, 3.0, 0.1, -4.0])
+    # decisions 2 and 3 change the action: 3.0 - 0.25 = 2.75, 0.1 - 0.25 = -0.15
+    np.testing.assert_allclose(shape_rewards(r, acts, 0.25), [0.5, -0.2, 2.75, -0.15, -4.0])
+    # then the clip at 1: [0.5, -0.2, 1.0, -0.15, -1.0]
+    np.testing.assert_allclose(shape_rewards(r, acts, 0.25, clip=1.0), [0.5, -0.2, 1.0, -0.15, -1.0])
+    np.testing.assert_array_equal(shape_rewards(r, acts), r)
+    assert r[2] == 3.0  # the input is not modified
+    with pytest.raises(InputError, match="5 rewards for 4 decisions"):
+        shape_rewards(r, acts[:4])
+    with pytest.raises(InputError, match="reward_clip"):
+        config_from_dict(StreamTrainConfig, {"reward_clip": 0.0}, "train")
+
+
+def test_r2_common_draws_cancel_the_runtime_noise():
+    # one configuration, the fixed policy's own: the bandit's run and the fixed run differ only
+    # through their runtime draws (three samples, 0.3 to 2.1 frames); with common draws the two
+    # runs are the same and every R2 is exactly 0
+    grid = ConfigGrid(models=["toy"], scales=[200], topks=[10], strides=[1])
+    base = toy_setup()
+    setup = StreamSetup(base.dataset, grid, RuntimeProfile({"toy@200_k10_s1": [0.01, 0.04, 0.07]}), base.models, {})
+    cfg = toy_cfg("r2").model_copy(update={"grid": grid, "fixed_config": "toy@200_k10_s1", "epochs": 2})
+    crn, _ = train_bandit(setup, cfg.model_copy(update={"r2_common_draws": True}), seed=0)
+    assert crn.buffer_len > 0 and np.all(crn._rewards[: crn.buffer_len] == 0.0)
+    plain, _ = train_bandit(setup, cfg, seed=0)
+    assert np.any(plain._rewards[: plain.buffer_len] != 0.0)

@@ -26,6 +26,12 @@ Slots of :func:`context_vector` (``C = n_classes``; names from :func:`CONTEXT_NA
 ``switch_high``       probability vector to the agent (appendix D); zeros when absent
 ====================  ==========================================================================
 
+The bandit's policy may append three *dynamics* slots (:func:`dynamics_features`,
+:data:`DYNAMICS_NAMES`): the number of confident detections, their median height and the motion
+speed of the objects between the last two detector outputs. The counts above include every
+low-score candidate the detector returns (up to its top-k), so they say little about the crowd,
+and nothing in the slots above measures motion, which decides how much latency costs.
+
 The extents are the bounding rectangle of all detections, a cheap stand-in for the paper's
 crop extents (convex hull of the image patches that overlap a detection, appendix B).
 
@@ -61,6 +67,7 @@ from edgerl.vision.detections import Detections
 
 __all__ = [
     "CONTEXT_NAMES",
+    "DYNAMICS_NAMES",
     "LARGE_AREA_PX2",
     "SCENE_FEATURE_NAMES",
     "SMALL_AREA_PX2",
@@ -70,6 +77,7 @@ __all__ = [
     "adascale_labels",
     "context_dim",
     "context_vector",
+    "dynamics_features",
     "image_statistics",
     "mean_iou",
     "per_object_losses",
@@ -166,6 +174,72 @@ def scene_features(dets: Detections, image_hw: Sequence[int], n_classes: int) ->
     lo_xy = b[:, :2].min(axis=0)
     hi_xy = b[:, 2:].max(axis=0)
     out[c + 5 : c + 9] = np.clip([lo_xy[0] / w, hi_xy[0] / w, lo_xy[1] / h, hi_xy[1] / h], 0.0, 1.0)
+    return out
+
+
+DYNAMICS_NAMES: tuple[str, ...] = ("count_confident", "height_confident", "speed")
+"""Names of the :func:`dynamics_features` slots."""
+
+
+def dynamics_features(
+    last_dets: Detections,
+    prev_dets: Detections | None,
+    frames_apart: float,
+    image_hw: Sequence[int],
+    fps: float = 30.0,
+    min_score: float = 0.3,
+    count_scale: float = 100.0,
+    max_speed: float = 5.0,
+) -> np.ndarray:
+    """Density, object size and motion speed of the scene from the last two detector outputs.
+
+    The counts of :func:`scene_features` include every low-confidence candidate the detector
+    returns (up to its top-k), so they follow the top-k more than the crowd. These three slots
+    read only the confident detections (score >= ``min_score``):
+
+    * ``count_confident``: their number divided by ``count_scale``;
+    * ``height_confident``: their median box height over the image height (0 without any);
+    * ``speed``: motion in object heights per second. Each confident box of the last output is
+      paired with the confident box of the previous output whose centre is nearest; the
+      centre displacement over the last box's height is kept when it is below 2 heights (a
+      farther neighbour is another person); the median of the kept ratios, divided by the
+      time between the two outputs' input frames (``frames_apart / fps``), clipped to
+      ``[0, max_speed]``. 0 without a previous output, without pairs or with
+      ``frames_apart <= 0``.
+
+    Args:
+        last_dets: Detections of the last processed frame (original-image pixels).
+        prev_dets: Detections of the processed frame before it, or None.
+        frames_apart: Input frames between the two outputs.
+        image_hw: Original image (height, width).
+        fps: Frame rate.
+        min_score: Confidence of a detection that counts.
+        count_scale: Divisor of the count.
+        max_speed: Upper clip of the speed (heights per second).
+
+    Returns:
+        float32 array ``[count_confident, height_confident, speed]``.
+    """
+    h, _ = _image_hw(image_hw)
+    out = np.zeros(len(DYNAMICS_NAMES), dtype=np.float32)
+    cur = last_dets.boxes[last_dets.scores >= min_score].astype(np.float64)
+    if len(cur) == 0:
+        return out
+    hc = np.maximum(cur[:, 3] - cur[:, 1], 1e-6)
+    out[0] = len(cur) / float(count_scale)
+    out[1] = float(np.median(hc)) / h
+    if prev_dets is None or not frames_apart > 0 or not fps > 0:
+        return out
+    prev = prev_dets.boxes[prev_dets.scores >= min_score].astype(np.float64)
+    if len(prev) == 0:
+        return out
+    cc = 0.5 * (cur[:, :2] + cur[:, 2:])
+    cp = 0.5 * (prev[:, :2] + prev[:, 2:])
+    d2 = ((cc[:, None, :] - cp[None, :, :]) ** 2).sum(axis=-1)
+    ratio = np.sqrt(d2.min(axis=1)) / hc
+    ratio = ratio[ratio < 2.0]
+    if ratio.size:
+        out[2] = min(float(np.median(ratio)) * float(fps) / float(frames_apart), float(max_speed))
     return out
 
 

@@ -19,7 +19,9 @@ picking the best configuration per scene gains 0.7 (9.1 vs 8.4) and per 20 frame
 same room, now inside the videos rather than between them, and the configuration the training
 videos favour is 0.5 below the best one on the test videos. By default there are 12 training
 videos of 150 frames and 4 test videos of 300 frames; more and shorter training videos cost the
-same detector time.
+same detector time. With scenes of 60-150 frames most 150-frame training videos hold a single
+scene (13 scenes in all); ``train_scene_frames`` cuts the training videos into shorter scenes
+(30-75 frames in the paper preset of the experiments: 34 scenes) at the same cost.
 
 Detection cache. Each (model, scale) pair runs **once** per frame with a low confidence
 threshold; the ``max_candidates`` (1000) highest-scoring boxes before NMS are kept, mapped to
@@ -142,6 +144,11 @@ class StreamDataConfig(Config):
     sequence of scenes with their own zoom, population and speed, joined by cuts. None: one
     scene per video. Only used with vary_scenes."""
 
+    train_scene_frames: list[int] | None = Field(None, min_length=2, max_length=2)
+    """[min, max] scene length of the training videos (None: scene_frames). Shorter training
+    scenes give the bandit more scenes (more zoom / population / speed draws) for the same
+    detector time; the test videos keep scene_frames."""
+
     zoom_range: list[float] = Field(default_factory=lambda: [0.45, 2.2], min_length=2, max_length=2)
     """[min, max] camera zoom of a scene (person heights x zoom; drawn log-uniformly)."""
 
@@ -174,7 +181,7 @@ class StreamDataConfig(Config):
 
     @model_validator(mode="after")
     def _check(self) -> StreamDataConfig:
-        for name in ("scene_frames", "zoom_range", "people_range", "speed_range"):
+        for name in ("scene_frames", "train_scene_frames", "zoom_range", "people_range", "speed_range"):
             lo, hi = getattr(self, name) or (1, 1)
             if not (0 < lo <= hi):
                 raise ValueError(f"{name} must be [min, max] with 0 < min <= max, got [{lo}, {hi}]")
@@ -197,6 +204,12 @@ class StreamDataConfig(Config):
         if split == "train" and self.train_frames is not None:
             return self.train_frames
         return self.n_frames
+
+    def scene_range(self, split: Literal["train", "test"]) -> list[int] | None:
+        """[min, max] scene length of a split's videos (None: one scene per video)."""
+        if split == "train" and self.train_scene_frames is not None and self.scene_frames is not None:
+            return self.train_scene_frames
+        return self.scene_frames
 
     def seeds(self, split: Literal["train", "test"]) -> list[int]:
         """Video seeds of a split."""
@@ -238,18 +251,19 @@ def _scene_fields(cfg: StreamDataConfig, base: Any, rng: np.random.Generator) ->
     )
 
 
-def video_schedule(cfg: StreamDataConfig, seed: int, n_frames: int) -> list[SceneSegment]:
+def video_schedule(cfg: StreamDataConfig, seed: int, n_frames: int, split: Literal["train", "test"] = "test") -> list[SceneSegment]:
     """The scenes of one video of ``n_frames`` frames.
 
     The preset is resized to ``width_px x height_px``. With ``vary_scenes`` each scene draws,
     from a generator seeded ``(seed, 1)``, a camera zoom (person heights multiplied by it,
     log-uniform in ``zoom_range``), a population (``people_range``), a walking-speed factor
-    (``speed_range``) and, with ``scene_frames``, its length; the next scene starts where it
-    ends (a cut: new plaza, new people); the last one runs to ``n_frames`` (it absorbs a rest
-    shorter than the minimum). Scene ``k`` is
-    rendered with the generator seeded ``seed`` (k = 0) or ``(seed, 2, k)``. The paper's
-    premise is that the content of a stream changes over time (density, object size, motion
-    speed), so that the best configuration changes within a video, not only between videos.
+    (``speed_range``) and, with ``scene_frames`` (``train_scene_frames`` for a training video,
+    ``split="train"``; see :meth:`StreamDataConfig.scene_range`), its length; the next scene
+    starts where it ends (a cut: new plaza, new people); the last one runs to ``n_frames`` (it
+    absorbs a rest shorter than the minimum). Scene ``k`` is rendered with the generator
+    seeded ``seed`` (k = 0) or ``(seed, 2, k)``. The paper's premise is that the content of a
+    stream changes over time (density, object size, motion speed), so that the best
+    configuration changes within a video, not only between videos.
 
     Raises:
         InputError: ``n_frames`` < 1.
@@ -272,9 +286,10 @@ def video_schedule(cfg: StreamDataConfig, seed: int, n_frames: int) -> list[Scen
         synth = config_from_dict(SynthConfig, fields, "data.synth_overrides")
         left = int(n_frames) - start
         length = left
-        if cfg.vary_scenes and cfg.scene_frames is not None:
-            length = int(rng.integers(cfg.scene_frames[0], cfg.scene_frames[1] + 1))
-            if left - length < cfg.scene_frames[0]:  # no scene shorter than the minimum at the end
+        lengths = cfg.scene_range(split)
+        if cfg.vary_scenes and lengths is not None:
+            length = int(rng.integers(lengths[0], lengths[1] + 1))
+            if left - length < lengths[0]:  # no scene shorter than the minimum at the end
                 length = left
         k = len(out)
         out.append(SceneSegment(start, length, synth, (int(seed),) if k == 0 else (int(seed), 2, k)))
@@ -540,8 +555,9 @@ def build_video(
     from edgerl.vision.synth import scene_sample
 
     hw = (cfg.height_px, cfg.width_px)
-    n_frames = cfg.frames("train" if split == "train" else "test")
-    schedule = video_schedule(cfg, seed, n_frames)
+    sp: Literal["train", "test"] = "train" if split == "train" else "test"
+    n_frames = cfg.frames(sp)
+    schedule = video_schedule(cfg, seed, n_frames, sp)
     path = cache_dir / f"video_s{seed}_{_video_digest(cfg, schedule, n_frames)}.npz"
     arrays = _load_npz(path) if path.is_file() else {}
     keys = {ms: _model_key(ms[0])[0] for ms in model_scales}

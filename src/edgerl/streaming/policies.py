@@ -38,10 +38,13 @@ import numpy as np
 
 from edgerl.streaming.configs import ConfigGrid, StreamConfig
 from edgerl.streaming.context import (
+    DYNAMICS_NAMES,
     ScaleRegressor,
     SwitchabilityClassifier,
     adascale_labels,
+    context_dim,
     context_vector,
+    dynamics_features,
     mean_iou,
     per_object_losses,
     scene_features,
@@ -68,6 +71,7 @@ from edgerl.utils.seeding import make_rng
 from edgerl.vision.detections import Detections
 
 __all__ = [
+    "CONFIDENT_SCORE",
     "COUNT_SCALE",
     "N_CLASSES",
     "AdaScalePolicy",
@@ -77,6 +81,7 @@ __all__ = [
     "StaticPolicy",
     "StreamPolicy",
     "SwitchingRuntimes",
+    "bandit_context_dim",
     "choose_static_expert",
     "context_models_from_data",
     "evaluate_streams",
@@ -90,6 +95,17 @@ N_CLASSES = 1
 
 COUNT_SCALE = 100.0
 """Detection counts enter the bandit's context divided by this."""
+
+CONFIDENT_SCORE = 0.3
+"""Score from which a detection counts in the dynamics slots of the bandit's context."""
+
+
+def bandit_context_dim(dynamics: bool = True) -> int:
+    """Length of the bandit's context: the :func:`~edgerl.streaming.context.context_vector`
+    slots, plus the three :data:`~edgerl.streaming.context.DYNAMICS_NAMES` slots with
+    ``dynamics``."""
+    return context_dim(N_CLASSES) + (len(DYNAMICS_NAMES) if dynamics else 0)
+
 
 # count_class_0, then count_small / medium / large (after conf_mean, conf_std): context slots
 # 2 + k (k < N_CLASSES) and 4 + N_CLASSES .. 6 + N_CLASSES.
@@ -406,6 +422,12 @@ class BanditPolicy(_Periodic):
         use_switchability: Feed the switchability probabilities (else those slots are 0).
         forecast: Kalman forecasting of the outputs.
 
+    The context is :meth:`ContextModels.context` of the last detections; when the bandit takes
+    :func:`bandit_context_dim` ``(True)`` values, the three dynamics slots
+    (:func:`~edgerl.streaming.context.dynamics_features`: confident count, their median height,
+    motion speed between the last two detector outputs) follow it. The policy sees every
+    detector result (it is asked before each run), so it keeps the last two.
+
     Attributes:
         contexts, actions: Context and arms of every decision of the current stream.
         context_s, act_s: Wall time spent building contexts and in ``bandit.act`` (s), over
@@ -441,10 +463,27 @@ class BanditPolicy(_Periodic):
         self.act_s = 0.0
         self.n_decisions = 0
         self._start_scale = float(np.median(grid.scales))
+        base = bandit_context_dim(False)
+        dim = int(getattr(bandit, "context_dim", base))
+        if dim not in (base, bandit_context_dim(True)):
+            raise InputError(
+                f"bandit context_dim {dim}: expected {base} (detections and learned metrics) or "
+                f"{bandit_context_dim(True)} (with the dynamics slots {list(DYNAMICS_NAMES)})"
+            )
+        self.dynamics = dim == bandit_context_dim(True)
+        self.fps = 30.0
+        self._hist: list[tuple[Detections, int]] = []
 
     def reset(self, video: StreamVideo) -> None:
         super().reset(video)
         self.contexts, self.actions = [], []
+        self.fps = float(video.fps)
+        self._hist = []
+
+    def __call__(self, ctx: PolicyContext) -> str:
+        if ctx.last_detections is not None and (not self._hist or self._hist[-1][1] != ctx.last_frame_index):
+            self._hist = [*self._hist[-1:], (ctx.last_detections, int(ctx.last_frame_index))]
+        return super().__call__(ctx)
 
     def wants_decision(self, ctx: PolicyContext) -> bool:
         if self.current is None:
@@ -457,6 +496,13 @@ class BanditPolicy(_Periodic):
         scale = self.current.scale if self.current is not None else self._start_scale
         t0 = time.perf_counter()
         z = self.models.context(ctx.last_detections, scale, self.use_switchability)
+        if self.dynamics:
+            last = ctx.last_detections if ctx.last_detections is not None else Detections.empty()
+            prev, apart = None, 0
+            if len(self._hist) == 2:
+                prev, apart = self._hist[0][0], self._hist[1][1] - self._hist[0][1]
+            dyn = dynamics_features(last, prev, apart, self.models.image_hw, self.fps, CONFIDENT_SCORE, COUNT_SCALE)
+            z = np.concatenate([z, dyn]).astype(np.float32)
         t1 = time.perf_counter()
         a = self.bandit.act(z, deterministic=not self.explore)
         self.act_s += time.perf_counter() - t1
