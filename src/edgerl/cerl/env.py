@@ -522,6 +522,27 @@ class ActionDecoder:
             cp = None if cp is None else (cp[0][None], cp[1][None])
         return sc, cp
 
+    @staticmethod
+    def _at_chosen_node(
+        sc: list[np.ndarray],
+        cp: tuple[np.ndarray, np.ndarray] | None,
+        br: int,
+        m: int,
+        view: TaskView,
+        rows: np.ndarray,
+        chosen_block: dict[int, np.ndarray],
+    ) -> np.ndarray:
+        """Branch ``br``'s scores for task slot ``m``; per-node scores are read at the chosen
+        node, and the share scores get the coupling term of the chosen block."""
+        values = sc[br][:, m]
+        if values.ndim == 3:
+            assert view.chosen_node is not None
+            values = values[rows, view.chosen_node]
+            if br == 2 and cp is not None:
+                work = cp[1][rows, m, chosen_block[m]]
+                values = values + work[:, None] * cp[0][rows, m, view.chosen_node]
+        return values
+
     def greedy(
         self,
         obs: Mapping[str, np.ndarray],
@@ -548,13 +569,7 @@ class ActionDecoder:
         chosen_block: dict[int, np.ndarray] = {}
 
         def choose(m: int, br: int, mask: np.ndarray, view: TaskView) -> np.ndarray:
-            values = sc[br][:, m]
-            if values.ndim == 3:  # per-node scores: the row of the chosen node
-                assert view.chosen_node is not None
-                values = values[view.batch, view.chosen_node]
-                if br == 2 and cp is not None:
-                    work = cp[1][rows, m, chosen_block[m]]
-                    values = values + work[:, None] * cp[0][rows, m, view.chosen_node]
+            values = self._at_chosen_node(sc, cp, br, m, view, rows, chosen_block)
             out = np.where(mask, values, -np.inf).argmax(-1)
             if br == 1:
                 chosen_block[m] = out
@@ -638,13 +653,7 @@ class ActionDecoder:
                 values = np.nan_to_num(values, nan=-np.inf, neginf=-1e300)
                 chosen_block[m] = np.where(mask, values, -np.inf).argmax(-1)
                 return chosen_block[m]
-            values = sc[br][:, m]
-            if values.ndim == 3:
-                assert view.chosen_node is not None
-                values = values[rows, view.chosen_node]
-                if br == 2 and cp is not None:
-                    work = cp[1][rows, m, chosen_block[m]]
-                    values = values + work[:, None] * cp[0][rows, m, view.chosen_node]
+            values = self._at_chosen_node(sc, cp, br, m, view, rows, chosen_block)
             return np.where(mask, values, -np.inf).argmax(-1)
 
         return self._unbatch(self.decode_tables(tables, choose), batched)

@@ -358,7 +358,7 @@ def _train_bandit(
     bandit = ContextualBandit(bandit_context_dim(cfg.dynamics_context), grid.n_arms, config=cfg.bandit, seed=seed, branch_names=BRANCHES)
     fixed_outputs: dict[int, SimResult] = {}
     fixed = fixed_config(cfg, grid)
-    if cfg.reward == "r2":
+    if cfg.reward == "r2" and not cfg.r2_common_draws:  # with common draws it runs per epoch
         fixed_outputs = record_fixed_outputs(setup, fixed, seed, cfg.forecast, cfg.tracker_scale_px)
     order_rng = _rng(seed, 1)
     policy = BanditPolicy(
@@ -375,7 +375,7 @@ def _train_bandit(
             res = run_policy(policy, v, setup.runtimes, _rng(seed, 3, epoch, j), cfg.tracker_scale_px)
             t_sim = time.perf_counter() - t0
             fixed_res = fixed_outputs.get(j)
-            if fixed_res is not None and cfg.r2_common_draws:
+            if cfg.reward == "r2" and cfg.r2_common_draws:
                 fixed_res = run_policy(StaticPolicy(fixed, forecast=cfg.forecast), v, setup.runtimes, _rng(seed, 3, epoch, j), cfg.tracker_scale_px)
             rewards = decision_rewards(
                 v.gts, res.outputs, policy.decision_frames, v.fps,
