@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,10 @@ def test_table3_through_the_cli(tmp_path, cache):
     assert summary["r2_fixed_policy"] == "static_expert"
     margins = summary["bandit_minus_static_expert_sap_per_seed"]
     assert margins == pytest.approx([summary["methods"]["bandit"]["sap"] - summary["methods"]["static_expert"]["sap"]])
+    # no deviation thresholds in this config: the plain greedy policy
+    assert summary["bandit_deviation_threshold_per_seed"] == [-math.inf]
+    n_dev, n_dec = summary["bandit_deviating_decisions_per_seed"][0]
+    assert 0 <= n_dev <= n_dec
     oracle = summary["oracle"]
     assert set(oracle) == {"best_static_on_test", "per_video", "per_scene", "per_segment", "segment_frames"}
     assert all(0.0 <= oracle[k] <= 1.0 for k in ("per_video", "per_scene", "per_segment"))
@@ -105,7 +110,7 @@ def test_r2_fixed_policy_follows_the_setting():
     assert tcfg.fixed_config == expert.name and tcfg.reward == "r1"
     paper_fixed = cfg.model_copy(update={"r2_fixed_policy": "config"})
     assert _r2_train(paper_fixed, cfg.train, expert).fixed_config is None  # train.fixed_config
-    assert make_config("paper").train.val_videos == 3 and make_config("quick").train.val_videos == 0
+    assert make_config("paper").train.val_videos == 8 and make_config("quick").train.val_videos == 0
 
 
 def test_bad_names():
@@ -115,7 +120,12 @@ def test_bad_names():
         make_config("fast")
     assert set(EXPERIMENTS) == {"streaming-table3", "streaming-resilience", "streaming-tracking", "streaming-switching"}
     paper = make_config("paper")
-    assert paper.seeds == [0, 1, 2] and paper.train.epochs == 10 and paper.train.data.n_train_videos == 12
+    assert paper.seeds == [0, 1, 2] and paper.train.epochs == 10 and paper.train.data.n_train_videos == 20
+    # test videos on seeds never read while the preset's settings were chosen
+    assert paper.train.data.seeds("test") == [3_000_000, 3_000_001, 3_000_002, 3_000_003]
+    # conservative deviation: tau = inf (the static expert itself) is always a candidate
+    taus = paper.train.deviation_thresholds
+    assert taus is not None and math.inf in taus and -math.inf in taus and paper.train.val_repeats == 2
     assert paper.train.data.frames("train") == 150 and paper.train.data.frames("test") == 300
     assert paper.train.data.scene_range("train") == [30, 75] and paper.train.data.scene_range("test") == [60, 150]
     assert paper.train.r2_common_draws and paper.train.select_from_epoch == 5

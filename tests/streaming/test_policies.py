@@ -20,6 +20,7 @@ from edgerl.streaming.policies import (
     StaticPolicy,
     SwitchingRuntimes,
     choose_static_expert,
+    conservative_action,
     context_models_from_data,
     evaluate_streams,
     fit_context_models,
@@ -240,3 +241,64 @@ def test_bandit_policy_dynamics_slots(ds, models):
     assert all(c.shape == (bandit_context_dim(True),) for c in pol.contexts)
     with pytest.raises(InputError, match="context_dim 16"):
         BanditPolicy(ContextualBandit(16, GRID.n_arms, seed=0), GRID, ctx)
+
+
+def test_conservative_action_golden():
+    q = [np.array([0.0, 0.3, 0.1]), np.array([0.5, 0.2])]
+    fixed = (0, 1)
+    # advantages of the greedy arms over the fixed ones: 0.3 - 0.0 = 0.3 and 0.5 - 0.2 = 0.3
+    assert conservative_action(q, fixed, 0.2) == (1, 0)
+    assert conservative_action(q, fixed, 0.3) == (0, 1)  # must exceed, not equal
+    assert conservative_action(q, fixed, -np.inf) == (1, 0)
+    assert conservative_action(q, fixed, np.inf) == (0, 1)
+    # the fixed arm is greedy: kept at any threshold, even a negative one
+    assert conservative_action([np.array([0.1, 0.4])], (1,), -1.0) == (1,)
+    # per branch: only the second branch gains more than 0.25
+    q2 = [np.array([0.0, 0.2]), np.array([0.0, 0.9])]
+    assert conservative_action(q2, (0, 0), 0.25) == (0, 1)
+    with pytest.raises(InputError, match="2 branches"):
+        conservative_action(q2, (0,), 0.0)
+
+
+def _far_fixed(bandit, ctx, v):
+    """A grid configuration the greedy bandit does not pick for the first frame's context."""
+    greedy = GRID.from_action(bandit.act(ctx.context(None, float(np.median(GRID.scales))), deterministic=True))
+    return next(c for c in GRID.configs() if c.scale != greedy.scale and c.topk != greedy.topk and c.stride == 1)
+
+
+def _same_run(a, b) -> bool:
+    if [r.config for r in a.detector_runs] != [r.config for r in b.detector_runs]:
+        return False
+    if [(o.time_s, o.frame_index) for o in a.outputs] != [(o.time_s, o.frame_index) for o in b.outputs]:
+        return False
+    return all(np.array_equal(x.detections.boxes, y.detections.boxes) for x, y in zip(a.outputs, b.outputs))
+
+
+def test_deviation_threshold_inf_is_the_fixed_run_and_minus_inf_the_greedy_run(ds, models):
+    ctx, _ = models
+    v = ds.test[0]
+    prof = ds.runtime_profile(GRID)  # measured runtimes: the draws matter
+    bandit = ContextualBandit(context_dim(N_CLASSES), GRID.n_arms, config={"hidden_sizes": [8]}, seed=4)
+    fixed = _far_fixed(bandit, ctx, v)
+    # tau = inf: exactly the static policy's run (same runtime draws, same outputs)
+    safe = BanditPolicy(bandit, GRID, ctx, explore=False, interval_frames=5, fixed=fixed, deviation_threshold=np.inf)
+    a = run_policy(safe, v, prof, np.random.default_rng(0))
+    b = run_policy(StaticPolicy(fixed), v, prof, np.random.default_rng(0))
+    assert _same_run(a, b) and set(a.configs) == {fixed.name}
+    assert safe.n_deviations == 0 and len(safe.actions) > 3
+    # tau = -inf: exactly the plain greedy policy, which does leave the fixed configuration
+    loose = BanditPolicy(bandit, GRID, ctx, explore=False, interval_frames=5, fixed=fixed, deviation_threshold=-np.inf)
+    plain = BanditPolicy(bandit, GRID, ctx, explore=False, interval_frames=5)
+    c = run_policy(loose, v, prof, np.random.default_rng(0))
+    d = run_policy(plain, v, prof, np.random.default_rng(0))
+    assert _same_run(c, d) and loose.actions == plain.actions
+    assert loose.n_deviations == len(loose.actions) > 0
+    # a finite threshold: every decision is the per-branch rule on the network's values
+    mid = BanditPolicy(bandit, GRID, ctx, explore=False, interval_frames=5, fixed=fixed, deviation_threshold=0.01)
+    run_policy(mid, v, prof, np.random.default_rng(0))
+    fa = GRID.to_action(fixed)
+    assert mid.actions == [conservative_action(bandit.q_values(z), fa, 0.01) for z in mid.contexts]
+    with pytest.raises(InputError, match="fixed"):
+        BanditPolicy(bandit, GRID, ctx, fixed="person_n@999_k100_s1")
+    with pytest.raises(InputError, match="nan"):
+        BanditPolicy(bandit, GRID, ctx, fixed=fixed, deviation_threshold=float("nan"))

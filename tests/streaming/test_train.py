@@ -15,11 +15,19 @@ from edgerl.cli import main
 from edgerl.streaming.bandit import ContextualBandit
 from edgerl.streaming.configs import ConfigGrid
 from edgerl.streaming.data import StreamVideo
-from edgerl.streaming.policies import BanditPolicy, ContextModels, run_policy
+from edgerl.streaming.policies import (
+    BanditPolicy,
+    ContextModels,
+    StaticPolicy,
+    bandit_context_dim,
+    evaluate_streams,
+    run_policy,
+)
 from edgerl.streaming.simulator import RuntimeProfile
 from edgerl.streaming.train import (
     StreamSetup,
     StreamTrainConfig,
+    chosen_threshold,
     fixed_config,
     train_bandit,
     validation_sap,
@@ -200,3 +208,52 @@ def test_r2_common_draws_cancel_the_runtime_noise():
     assert crn.buffer_len > 0 and np.all(crn._rewards[: crn.buffer_len] == 0.0)
     plain, _ = train_bandit(setup, cfg, seed=0)
     assert np.any(plain._rewards[: plain.buffer_len] != 0.0)
+
+
+def test_deviation_threshold_is_chosen_on_the_validation_videos():
+    setup, cfg = toy_setup(), toy_cfg("r2")
+    cfg = cfg.model_copy(update={"val_videos": 1, "deviation_thresholds": [float("-inf"), 0.1, float("inf")]})
+    bandit, rows = train_bandit(setup, cfg, seed=0)
+    taus = [r for r in rows if r["video"] == "validation_threshold"]
+    assert [r["threshold"] for r in taus] == [float("inf"), 0.1, float("-inf")]  # larger first
+    # tau = inf is the fixed policy (scale 100, never a match) on the validation video, with the
+    # validation runtime draws (0, 13, 0)
+    val = setup.train[1:]
+    fixed_run = run_policy(StaticPolicy("toy@100_k10_s1", forecast=False), val[0], setup.runtimes, np.random.default_rng([0, 13, 0]))
+    assert taus[0]["sap"] == evaluate_streams(val, [fixed_run])["sap"] == 0.0
+    # the network's predicted advantage of scale 200 over 100 is 0.2-0.45 reward units at the
+    # validation decisions, so 0.1 and -inf make the same decisions (scale 200 throughout); on
+    # the tie the larger tau is kept
+    assert taus[1]["sap"] == taus[2]["sap"] > 0.5
+    best = rows[-1]
+    assert best["video"] == "validation_threshold_best" and best["threshold"] == 0.1 == chosen_threshold(rows)
+    assert validation_sap(bandit, setup, val, cfg, 0, True, fixed=fixed_config(cfg), threshold=0.1) == best["sap"]
+    # a threshold above every predicted advantage keeps the fixed configuration: sAP 0
+    assert validation_sap(bandit, setup, val, cfg, 0, True, fixed=fixed_config(cfg), threshold=2.0) == 0.0
+    assert chosen_threshold([r for r in rows if r["video"] != "validation_threshold_best"]) == float("-inf")
+    # all candidates tie (the fixed policy is the best arm): inf, i.e. the fixed policy, is kept
+    same = cfg.model_copy(update={"fixed_config": "toy@200_k10_s1"})
+    _, rows2 = train_bandit(setup, same, seed=0)
+    if len({r["sap"] for r in rows2 if r["video"] == "validation_threshold"}) == 1:
+        assert chosen_threshold(rows2) == float("inf")
+    with pytest.raises(InputError, match="val_videos >= 1"):
+        config_from_dict(StreamTrainConfig, {"deviation_thresholds": [0.1, float("inf")]}, "train")
+    with pytest.raises(InputError, match="non-empty"):
+        config_from_dict(StreamTrainConfig, {"val_videos": 1, "deviation_thresholds": []}, "train")
+
+
+def test_validation_repeats_pool_more_runtime_draws():
+    base, cfg = toy_setup(), toy_cfg("r2")
+    runtimes = RuntimeProfile({c: [0.01, 0.04, 0.07] for c in TOY_GRID.names()})  # 0.3-2.1 frames
+    setup = StreamSetup(base.dataset, TOY_GRID, runtimes, base.models, {})
+    bandit = ContextualBandit(bandit_context_dim(False), TOY_GRID.n_arms, seed=0)
+    cfg2 = cfg.model_copy(update={"val_repeats": 2})
+    got = validation_sap(bandit, setup, setup.train, cfg2, 5, True)
+    # reference: every video with draws (5, 13, k), then again with (5, 13, k, 1), pooled
+    pol = BanditPolicy(bandit, TOY_GRID, setup.models, explore=False, interval_frames=cfg.test_interval_frames, forecast=False)
+    seeds = [[5, 13, 0], [5, 13, 1], [5, 13, 0, 1], [5, 13, 1, 1]]
+    vids = setup.train + setup.train
+    runs = [run_policy(pol, v, runtimes, np.random.default_rng(s)) for v, s in zip(vids, seeds)]
+    assert got == evaluate_streams(vids, runs)["sap"]
+    assert [r.detector_runs for r in runs[:2]] != [r.detector_runs for r in runs[2:]]  # other draws
+    assert validation_sap(bandit, setup, setup.train, cfg, 5, True) == evaluate_streams(vids[:2], runs[:2])["sap"]

@@ -26,15 +26,21 @@ nearest grid scale to 540 (560), each with top-k 1000 (Faster R-CNN's default pr
 Every method sees the same test videos and, for a given seed, the same runtime draws
 (generator ``(seed, 7, video index)``); learned methods get the same training videos and
 epochs. By default the bandits' R2 measures the advantage over the static expert
-(``r2_fixed_policy``). The paper preset holds out 3 of the 12 training videos to pick the
-bandit's epoch among epochs 5-10 (``train.val_videos``, ``train.select_from_epoch``), cuts its
-training videos into scenes of 30-75 frames (``train.data.train_scene_frames``: about 34 scenes
-instead of 13 for the same detector time; the test videos keep 60-150) and simulates R2's fixed
-run with the bandit's runtime draws (``train.r2_common_draws``); the static expert is chosen on
-all 12 training videos. No choice reads
-the test videos, except the ``oracle`` diagnostic. Results go to ``NAME.csv`` (per method, seed and video, plus pooled rows),
-``NAME.png`` (sAP per method and the configurations the bandit picks over time on the first
-test video) and ``summary.json``.
+(``r2_fixed_policy``), and the greedy test policy deviates from that fixed policy only where
+the predicted advantage exceeds a threshold chosen on held-out training videos (conservative
+deviation, ``train.deviation_thresholds``; :class:`~edgerl.streaming.policies.BanditPolicy`).
+
+Paper preset: 20 training videos cut into scenes of 30-75 frames
+(``train.data.train_scene_frames``; the test videos keep 60-150); the last 8 are held out of
+learning (``train.val_videos``) and pick the bandit's epoch among epochs 5-10
+(``train.select_from_epoch``) and then the deviation threshold, each validation run with two
+runtime draws per video (``train.val_repeats``); R2's fixed run uses the bandit's runtime draws
+(``train.r2_common_draws``); the static expert is chosen on all 20 training videos; the test
+videos start at seed 3,000,000 (``train.data.test_seed_start``), seeds never read while any
+setting was chosen. Every setting of the preset was chosen on held-out training videos; no
+choice reads the test videos, except the ``oracle`` diagnostic. Results go to ``NAME.csv`` (per
+method, seed and video, plus pooled rows), ``NAME.png`` (sAP per method and the configurations
+the bandit picks over time on the first test video) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -67,8 +73,10 @@ from edgerl.streaming.simulator import SimResult
 from edgerl.streaming.train import (
     StreamSetup,
     StreamTrainConfig,
+    chosen_threshold,
     context_overhead,
     evaluate_policy,
+    fixed_config,
     train_bandit,
 )
 from edgerl.utils.config import Config, config_from_dict
@@ -185,10 +193,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "paper": {
         "train": {
-            "val_videos": 3,
+            "val_videos": 8,
+            "val_repeats": 2,
             "select_from_epoch": 5,
             "r2_common_draws": True,
-            "data": {"train_scene_frames": [30, 75]},
+            "deviation_thresholds": [-math.inf, 0.0, 0.02, 0.05, 0.1, 0.2, 0.5, math.inf],
+            "data": {"train_scene_frames": [30, 75], "n_train_videos": 20, "test_seed_start": 3_000_000},
         },
     },
 }
@@ -337,13 +347,28 @@ class _Runner:
         return {m: _aggregate(v) for m, v in self.per_seed.items()}
 
 
-def _bandit_factory(bandit: Any, setup: StreamSetup, train: StreamTrainConfig, use_sw: bool, box: dict[str, Any]) -> Callable[[], StreamPolicy]:
+def _bandit_factory(
+    bandit: Any,
+    setup: StreamSetup,
+    train: StreamTrainConfig,
+    use_sw: bool,
+    box: dict[str, Any],
+    rows: list[dict[str, Any]] | None = None,
+    fixed: StreamConfig | None = None,
+) -> Callable[[], StreamPolicy]:
+    """Greedy test policy of a trained bandit; with ``train.deviation_thresholds``, conservative
+    deviation from ``fixed`` with the threshold picked in the training ``rows`` (without, the
+    threshold is -inf: the plain greedy policy, which still counts its departures from
+    ``fixed``)."""
+    tau = chosen_threshold(rows or []) if train.deviation_thresholds is not None else -math.inf
+
     def make() -> StreamPolicy:
         box["policy"] = BanditPolicy(
             bandit, setup.grid, setup.models, explore=False,
             interval_frames=train.test_interval_frames, use_switchability=use_sw,
-            forecast=train.forecast,
+            forecast=train.forecast, fixed=fixed, deviation_threshold=tau,
         )  # fmt: skip
+        box["threshold"] = tau
         return box["policy"]
 
     return make
@@ -423,7 +448,9 @@ def _table3(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, extra
             for r in rows:
                 run.rows.append({"method": name, "phase": "train", **r})
             box: dict[str, Any] = {}
-            run.run(name, setup, _bandit_factory(bandit, setup, train, train.use_switchability, box), seed, ts)
+            run.run(name, setup, _bandit_factory(bandit, setup, tcfg, train.use_switchability, box, rows, fixed_config(tcfg, grid)), seed, ts)
+            extra.setdefault(f"{name}_deviation_threshold_per_seed", []).append(box["threshold"])
+            extra.setdefault(f"{name}_deviating_decisions_per_seed", []).append([box["policy"].n_deviations, box["policy"].n_decisions])
             if reward == cfg.rewards[0]:
                 overhead.append(context_overhead(setup, box["policy"], run.results[(name, seed)]))
                 if seed == cfg.seeds[0]:
@@ -464,14 +491,16 @@ def _resilience(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, e
         bandits = {}
         for p in cfg.platforms:
             run.say(f"training the bandit on platform {p.name}, seed {seed}")
-            bandits[p.name], _ = train_bandit(setups[p.name], _r2_train(cfg, train, experts[p.name]), seed=seed)
+            bandits[p.name] = train_bandit(setups[p.name], _r2_train(cfg, train, experts[p.name]), seed=seed)
         for p in cfg.platforms:
             sp = setups[p.name]
             sfx = f"@{p.name}"
-            run.run("bandit" + sfx, sp, _bandit_factory(bandits[p.name], sp, train, train.use_switchability, {}), seed, ts)
+            b, b_rows = bandits[p.name]
+            run.run("bandit" + sfx, sp, _bandit_factory(b, sp, train, train.use_switchability, {}, b_rows, _fixed_of(cfg, train, experts[p.name], sp.grid)), seed, ts)
             _static_methods(run, sp, cfg, experts[p.name], seed, sfx)
             if p.name != nominal.name:
-                run.run("bandit_nominal" + sfx, sp, _bandit_factory(bandits[nominal.name], sp, train, train.use_switchability, {}), seed, ts)
+                b, b_rows = bandits[nominal.name]
+                run.run("bandit_nominal" + sfx, sp, _bandit_factory(b, sp, train, train.use_switchability, {}, b_rows, _fixed_of(cfg, train, experts[nominal.name], sp.grid)), seed, ts)
                 e = experts[nominal.name]
                 run.run("static_expert_nominal" + sfx, sp, lambda e=e: StaticPolicy(e, forecast=train.forecast), seed, ts)
             if seed == cfg.seeds[0]:
@@ -499,8 +528,8 @@ def _tracking(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, ext
         run.run(f"static_expert_k{k}", s_full, lambda: StaticPolicy(tracked, forecast=train.forecast), seed, ts)
         for name, s in (("bandit_no_tracker", s_base), ("bandit_tracker", s_full)):
             run.say(f"training {name} seed {seed}")
-            bandit, _ = train_bandit(s, _r2_train(cfg, train, expert), seed=seed)
-            run.run(name, s, _bandit_factory(bandit, s, train, train.use_switchability, {}), seed, ts)
+            bandit, b_rows = train_bandit(s, _r2_train(cfg, train, expert), seed=seed)
+            run.run(name, s, _bandit_factory(bandit, s, train, train.use_switchability, {}, b_rows, _fixed_of(cfg, train, expert, s.grid)), seed, ts)
             if seed == cfg.seeds[0]:
                 timelines[name] = run.results[(name, seed)][0]
     return timelines
@@ -512,6 +541,11 @@ def _r2_train(cfg: StreamExperimentConfig, train: StreamTrainConfig, expert: Str
     if cfg.r2_fixed_policy == "static_expert":
         update["fixed_config"] = expert.name
     return train.model_copy(update=update)
+
+
+def _fixed_of(cfg: StreamExperimentConfig, train: StreamTrainConfig, expert: StreamConfig, grid: ConfigGrid) -> StreamConfig:
+    """R2's fixed policy of a bandit trained with :func:`_r2_train` (the one it deviates from)."""
+    return fixed_config(_r2_train(cfg, train, expert), grid)
 
 
 def _model_changes(result: SimResult) -> int:
@@ -540,8 +574,8 @@ def _switching(cfg: StreamExperimentConfig, setup: StreamSetup, run: _Runner, ex
             sfx = "" if cost == 0 else f"@switch{cost:g}ms"
             for name, use_sw in (("bandit", True), ("bandit_no_switchability", False)):
                 run.say(f"training {name}{sfx} seed {seed}")
-                bandit, _ = train_bandit(sc, tcfg, seed=seed, use_switchability=use_sw)
-                run.run(name + sfx, sc, _bandit_factory(bandit, sc, tcfg, use_sw, {}), seed, ts)
+                bandit, b_rows = train_bandit(sc, tcfg, seed=seed, use_switchability=use_sw)
+                run.run(name + sfx, sc, _bandit_factory(bandit, sc, tcfg, use_sw, {}, b_rows, fixed_config(tcfg, sc.grid)), seed, ts)
                 n_sw = sum(_model_changes(r) for r in run.results[(name + sfx, seed)])
                 run.rows.append({"method": name + sfx, "seed": seed, "video": "test_model_switches", "model_switches": n_sw})
                 if seed == cfg.seeds[0] and use_sw:

@@ -15,7 +15,9 @@ and a forecasting switch:
 * :class:`BanditPolicy`: the contextual bandit: at a decision the context vector is built from
   the last detections (:class:`ContextModels`) and the bandit picks one arm per decision
   dimension. Training decides with probability ``decide_prob`` before each detector run
-  (exploring); testing decides every ``interval_frames`` frames, greedily.
+  (exploring); testing decides every ``interval_frames`` frames, greedily, or conservatively:
+  leaving a fixed configuration only where the predicted advantage exceeds a threshold
+  (:func:`conservative_action`).
 
 A policy whose configuration can change uses the modified shrinking-tail scheduler (paper 004,
 Algorithm 3: the rule applied with the runtime of the configuration about to run); with one
@@ -30,6 +32,7 @@ to larger frames.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -83,6 +86,7 @@ __all__ = [
     "SwitchingRuntimes",
     "bandit_context_dim",
     "choose_static_expert",
+    "conservative_action",
     "context_models_from_data",
     "evaluate_streams",
     "fit_context_models",
@@ -421,6 +425,20 @@ class BanditPolicy(_Periodic):
         rng: Source of the training-time decision draws.
         use_switchability: Feed the switchability probabilities (else those slots are 0).
         forecast: Kalman forecasting of the outputs.
+        fixed: The fixed configuration of conservative deviation (in the grid); None: plain
+            greedy decisions.
+        deviation_threshold: With ``fixed``, the greedy test decision keeps the fixed
+            configuration's arm in a branch unless the greedy arm's predicted value exceeds the
+            fixed arm's by more than this (reward units; see below). ``inf`` always runs
+            ``fixed``; ``-inf`` is the plain greedy policy. Exploring decisions ignore it.
+
+    Conservative deviation (safe policy improvement in the spirit of baseline bootstrapping,
+    Laroche et al., ICML 2019): with R2 the fixed policy's reward is 0 by construction, so the
+    difference of the two arm values of a branch is the predicted advantage of deviating from
+    the fixed configuration in that dimension. With rewards this noisy (R2 std about 0.25 per
+    decision against gaps of a few hundredths between the top arms) small predicted advantages
+    are mostly fitting error; the threshold, chosen on held-out training videos, lets the
+    policy leave the fixed configuration only where the predicted gain is large.
 
     The context is :meth:`ContextModels.context` of the last detections; when the bandit takes
     :func:`bandit_context_dim` ``(True)`` values, the three dynamics slots
@@ -446,6 +464,8 @@ class BanditPolicy(_Periodic):
         rng: int | np.random.Generator | None = None,
         use_switchability: bool = True,
         forecast: bool = True,
+        fixed: str | StreamConfig | None = None,
+        deviation_threshold: float = -math.inf,
     ) -> None:
         super().__init__(interval_frames, ModifiedShrinkingTail(), forecast)
         if tuple(bandit.n_arms) != grid.n_arms:
@@ -473,6 +493,19 @@ class BanditPolicy(_Periodic):
         self.dynamics = dim == bandit_context_dim(True)
         self.fps = 30.0
         self._hist: list[tuple[Detections, int]] = []
+        thr = float(deviation_threshold)
+        if math.isnan(thr):
+            raise InputError("deviation_threshold must be a number or +-inf, got nan")
+        self.deviation_threshold = thr
+        self.fixed_action: tuple[int, ...] | None = None
+        if fixed is not None:
+            try:
+                self.fixed_action = grid.to_action(grid.check(fixed))
+            except InputError as exc:
+                raise InputError(f"fixed: {exc}") from None
+        self.n_deviations = 0
+        """Greedy decisions (over every stream since construction) that left the fixed
+        configuration in at least one branch."""
 
     def reset(self, video: StreamVideo) -> None:
         super().reset(video)
@@ -504,13 +537,38 @@ class BanditPolicy(_Periodic):
             dyn = dynamics_features(last, prev, apart, self.models.image_hw, self.fps, CONFIDENT_SCORE, COUNT_SCALE)
             z = np.concatenate([z, dyn]).astype(np.float32)
         t1 = time.perf_counter()
-        a = self.bandit.act(z, deterministic=not self.explore)
+        if self.explore or self.fixed_action is None:
+            a = self.bandit.act(z, deterministic=not self.explore)
+        else:
+            a = conservative_action(self.bandit.q_values(z), self.fixed_action, self.deviation_threshold)
+            self.n_deviations += int(a != self.fixed_action)
         self.act_s += time.perf_counter() - t1
         self.context_s += t1 - t0
         self.contexts.append(z)
         self.actions.append(tuple(int(x) for x in a))
         self.n_decisions += 1
         return self.grid.from_action(a)
+
+
+def conservative_action(q_values: Sequence[np.ndarray], fixed_action: Sequence[int], threshold: float) -> tuple[int, ...]:
+    """Per branch, the greedy arm if its value exceeds the fixed arm's by more than
+    ``threshold``, else the fixed arm.
+
+    ``threshold = -inf`` gives the greedy arms (``argmax``, first on ties), ``+inf`` the fixed
+    action.
+
+    Args:
+        q_values: Predicted arm values of each branch (:meth:`ContextualBandit.q_values`).
+        fixed_action: The fixed configuration's arm in each branch.
+        threshold: Minimum predicted advantage (reward units) to deviate.
+    """
+    if len(q_values) != len(fixed_action):
+        raise InputError(f"conservative_action: {len(q_values)} branches of values for an action of {len(fixed_action)}")
+    out = []
+    for q, f in zip(q_values, fixed_action):
+        g = int(np.argmax(q))
+        out.append(g if q[g] - q[int(f)] > threshold else int(f))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- running

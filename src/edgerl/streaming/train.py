@@ -23,6 +23,12 @@ For each epoch and each training video (in a fresh random order per epoch):
    1-3; after each epoch the greedy bandit runs on them and the network of the epoch with the
    best pooled sAP (among the epochs from ``select_from_epoch`` on) is the one returned. Only
    training videos are used to pick it.
+5. **Deviation threshold** (optional, ``deviation_thresholds``). On the same validation videos
+   the picked network runs with each candidate threshold tau of conservative deviation from the
+   fixed policy (the greedy arm of a branch replaces the fixed one only when its predicted
+   advantage exceeds tau); the tau with the best sAP is reported in the
+   ``validation_threshold_best`` row (:func:`chosen_threshold`). With ``inf`` among the
+   candidates the kept policy is at least the fixed policy on the validation videos.
 
 Options against the noise of the rewards (measured on the paper preset's training videos, R2
 with lambda = 10 against the static expert 560/300, random arms every 13 frames: mean -0.19,
@@ -78,6 +84,7 @@ from edgerl.utils.seeding import seed_everything
 __all__ = [
     "StreamSetup",
     "StreamTrainConfig",
+    "chosen_threshold",
     "context_overhead",
     "evaluate_policy",
     "fixed_config",
@@ -177,6 +184,19 @@ class StreamTrainConfig(Config):
     validation videos, the best of many noisy validation scores is often an undertrained
     network."""
 
+    deviation_thresholds: list[float] | None = None
+    """Candidate thresholds tau of conservative deviation from the fixed policy (reward units;
+    :class:`~edgerl.streaming.policies.BanditPolicy`, ``deviation_threshold``): after the
+    epoch is picked, the greedy bandit runs on the validation videos with each, and the one with
+    the best pooled sAP is kept (ties: the larger tau). ``.inf`` (always the fixed policy)
+    belongs in the list, so that the kept policy is not below the fixed one on the validation
+    videos; ``-.inf`` is the plain greedy policy. Needs val_videos. None: plain greedy."""
+
+    val_repeats: int = Field(1, ge=1)
+    """Runtime draws per validation video (each with its own generator): the validation sAP
+    pools every repeat, which averages out part of the runtime noise of the epoch and tau
+    choices."""
+
     use_switchability: bool = True
     """Feed the switchability probabilities into the context (needs two or more models)."""
 
@@ -209,6 +229,11 @@ class StreamTrainConfig(Config):
 
     @model_validator(mode="after")
     def _check_fixed(self) -> StreamTrainConfig:
+        if self.deviation_thresholds is not None:
+            if self.val_videos < 1:
+                raise ValueError("deviation_thresholds are chosen on validation videos: set val_videos >= 1")
+            if not self.deviation_thresholds or any(math.isnan(t) for t in self.deviation_thresholds):
+                raise ValueError(f"deviation_thresholds must be a non-empty list of numbers or +-inf, got {self.deviation_thresholds}")
         if self.select_from_epoch > self.epochs:
             raise ValueError(f"select_from_epoch ({self.select_from_epoch}) must be <= epochs ({self.epochs})")
         if self.fixed_config is not None:
@@ -423,7 +448,26 @@ def _train_bandit(
     if best_state is not None:
         bandit.net.load_state_dict(best_state)
         rows.append({"epoch": best_epoch, "video": "validation_best", "seed": seed, "sap": best_val})
+    if cfg.deviation_thresholds is not None:
+        # larger tau first: on a tie the more conservative policy is kept
+        best_tau, best_tau_sap = math.inf, -math.inf
+        for tau in sorted(set(float(t) for t in cfg.deviation_thresholds), reverse=True):
+            tau_sap = validation_sap(bandit, setup, val, cfg, seed, use_sw, fixed=fixed, threshold=tau)
+            row = {"epoch": best_epoch or cfg.epochs, "video": "validation_threshold", "seed": seed, "threshold": tau, "sap": tau_sap}
+            rows.append(row)
+            if log is not None:
+                log(row)
+            if tau_sap > best_tau_sap:
+                best_tau, best_tau_sap = tau, tau_sap
+        rows.append({"epoch": best_epoch or cfg.epochs, "video": "validation_threshold_best", "seed": seed, "threshold": best_tau, "sap": best_tau_sap})
     return bandit, rows
+
+
+def chosen_threshold(rows: list[dict[str, Any]]) -> float:
+    """The deviation threshold :func:`train_bandit` picked on the validation videos (the
+    ``validation_threshold_best`` row); ``-inf`` (plain greedy) when it picked none."""
+    picked = [r["threshold"] for r in rows if r.get("video") == "validation_threshold_best"]
+    return float(picked[-1]) if picked else -math.inf
 
 
 def shape_rewards(rewards: np.ndarray, actions: list[tuple[int, ...]], switch_penalty: float = 0.0, clip: float | None = None) -> np.ndarray:
@@ -452,18 +496,29 @@ def validation_sap(
     cfg: StreamTrainConfig,
     seed: int,
     use_switchability: bool = True,
+    fixed: StreamConfig | None = None,
+    threshold: float = -math.inf,
 ) -> float:
     """Pooled sAP of the greedy bandit (test-time decisions) on held-out training videos.
 
-    The runtime draws of video ``k`` are seeded ``(seed, 13, k)``, apart from the training
-    (``(seed, 3, ...)``) and test (``(seed, 7, ...)``) draws.
+    Each video runs ``cfg.val_repeats`` times; the runtime draws of video ``k``, repeat ``r``
+    are seeded ``(seed, 13, k)`` for ``r = 0`` and ``(seed, 13, k, r)`` after, apart from the
+    training (``(seed, 3, ...)``) and test (``(seed, 7, ...)``) draws, and the same for every
+    network and threshold. ``fixed`` and ``threshold``: conservative deviation
+    (:class:`~edgerl.streaming.policies.BanditPolicy`).
     """
     policy = BanditPolicy(
         bandit, setup.grid, setup.models, explore=False, interval_frames=cfg.test_interval_frames,
-        use_switchability=use_switchability, forecast=cfg.forecast,
+        use_switchability=use_switchability, forecast=cfg.forecast, fixed=fixed,
+        deviation_threshold=threshold,
     )  # fmt: skip
-    results = [run_policy(policy, v, setup.runtimes, _rng(seed, 13, k), cfg.tracker_scale_px) for k, v in enumerate(videos)]
-    return evaluate_streams(videos, results)["sap"]
+    vids, results = [], []
+    for r in range(cfg.val_repeats):
+        for k, v in enumerate(videos):
+            rng = _rng(seed, 13, k) if r == 0 else _rng(seed, 13, k, r)
+            results.append(run_policy(policy, v, setup.runtimes, rng, cfg.tracker_scale_px))
+            vids.append(v)
+    return evaluate_streams(vids, results)["sap"]
 
 
 def evaluate_policy(setup: StreamSetup, make_policy: Any, seed: int, videos: list[StreamVideo] | None = None, tracker_scale_px: float = 480.0) -> tuple[dict[str, float], list[SimResult], Any]:
@@ -534,12 +589,15 @@ def train_streaming(cfg: StreamTrainConfig, out_dir: str | os.PathLike[str], con
         rd.log(row)
         if console is not None:
             line = f"epoch {row['epoch']}/{cfg.epochs} {row['video']}: sAP {row['sap']:.4f}"
+            if "threshold" in row:
+                line += f"  deviation threshold {row['threshold']:g}"
             if "reward_mean" in row:
                 line += f"  reward {row['reward_mean']:.4f}  eps {row['epsilon']:.3f}"
             console.print(line)
 
     t_train = time.perf_counter()
-    bandit, _ = train_bandit(setup, cfg, log=log)
+    bandit, train_rows = train_bandit(setup, cfg, log=log)
+    tau = chosen_threshold(train_rows)
     train_s = time.perf_counter() - t_train
     rd.flush()
     bandit.save(out / "bandit.pt")
@@ -553,6 +611,7 @@ def train_streaming(cfg: StreamTrainConfig, out_dir: str | os.PathLike[str], con
             bandit, setup.grid, setup.models, explore=False,
             interval_frames=cfg.test_interval_frames,
             use_switchability=cfg.use_switchability, forecast=cfg.forecast,
+            fixed=fixed, deviation_threshold=tau,
         )  # fmt: skip
         return box["p"]
 
@@ -564,6 +623,7 @@ def train_streaming(cfg: StreamTrainConfig, out_dir: str | os.PathLike[str], con
         "grid_size": len(setup.grid),
         "fixed_config": fixed.name,
         "epochs": cfg.epochs,
+        "deviation_threshold": tau,
         "train_s": train_s,
         "data_s": setup.dataset.build_s,
         "wall_s": time.perf_counter() - t0,
