@@ -27,7 +27,7 @@ they search:
   task slots is never enumerated. Dueling (D2QN) centres each branch: ``A_b - mean(A_b)``.
 * **Targets** (eqs. (17)-(18), double DQN): ``y = r + gamma (1 - terminated) Q'(s', a*)`` with
   ``a*`` the online network's greedy decoded action in ``s'`` and ``Q'`` the target network's
-  joint value; the loss is the mean squared error (eq. (18)) or Huber.
+  joint value (or its n-step form, ``GcnDqnConfig.n_step``); the loss is the mean squared error (eq. (18)) or Huber.
 
 :class:`DDQNAgent` explores epsilon-greedily (a random valid action per environment copy).
 :class:`D2QNAgent` adds the dueling aggregation and adaptive parameter-space noise
@@ -194,6 +194,12 @@ class GcnDqnConfig(Config):
 
     target_update_interval: int = Field(100, ge=1)
     """Gradient updates between hard copies of the online network into its target."""
+
+    n_step: int = Field(1, ge=1)
+    """Transitions summed into one TD target of the gradient updates (n-step returns, as in
+    Rainbow, Hessel et al. 2018): ``y = sum_{i<k} gamma^i r_{t+i} + gamma^k Q'(s_{t+k}, a*)``
+    with ``k = n_step`` or fewer where the episode ends (:meth:`DictReplayBuffer.sample_n_step`).
+    1 is the one-step target of eq. (17). CERL's population fitness stays one-step (eq. (14))."""
 
     max_grad_norm: float = Field(10.0, gt=0.0)
     """Gradient norm clipping of each update."""
@@ -658,7 +664,9 @@ class DQNLearner:
             q_next = joint_q(self.q_target(nb), torch.from_numpy(a_star), nb.deciding)
             r = torch.from_numpy(sample.rewards)
             done = torch.from_numpy(sample.terminated)
-            return r + self.config.gamma * (1.0 - done) * q_next
+            if sample.discount is None:
+                return r + self.config.gamma * (1.0 - done) * q_next
+            return r + torch.from_numpy(sample.discount) * (1.0 - done) * q_next
 
     def loss(self, sample: ReplaySample) -> Tensor:
         """TD loss of a minibatch (eq. (18)), differentiable in the online parameters."""
@@ -913,7 +921,11 @@ class GcnDqnAgentBase:
         self._grad_credit += self.config.gradient_steps_per_step * vector_steps
         while self._grad_credit >= 1.0:
             self._grad_credit -= 1.0
-            sample = self.buffer.sample(self.config.batch_size, self.rng)
+            cfg = self.config
+            if cfg.n_step > 1:
+                sample = self.buffer.sample_n_step(cfg.batch_size, self.rng, cfg.n_step, cfg.gamma)
+            else:
+                sample = self.buffer.sample(cfg.batch_size, self.rng)
             self._losses.append(self.learner.update(sample))
 
     def _epoch_info(self, start: float) -> dict[str, float]:

@@ -188,6 +188,25 @@ class CerlConfig(Config):
     max_tasks: int = Field(20, ge=1)
     """Task slots M of the action and observation; arrivals beyond them are dropped."""
 
+    initial_tasks_min: int = Field(0, ge=0)
+    """Fewest tasks present at slot 0 besides the Poisson arrivals (see initial_tasks_max)."""
+
+    initial_tasks_max: int = Field(0, ge=0)
+    """Most tasks present at slot 0 besides the Poisson arrivals: each reset draws a count
+    uniform in [initial_tasks_min, initial_tasks_max] and a source device uniform in 1..N for
+    each, after the positions and before the first slot's arrivals (0: no draw, so the random
+    stream is that of a config without the field). With arrival_rate_per_s = 0 every task of
+    the episode is known from its first slot."""
+
+    device_capacities_ghz: tuple[float, ...] | None = None
+    """Fixed capacities R_n^max of devices 1..N in GHz (N values), or None to draw them per
+    episode. The draw still happens, so the rest of the random stream is unchanged."""
+
+    device_positions_m: tuple[tuple[float, float], ...] | None = None
+    """Fixed (x, y) positions of devices 1..N in m (N pairs), or None to draw them per episode
+    (the draw still happens). With device_capacities_ghz this fixes the topology, as in the
+    paper's training (one topology, random arrivals)."""
+
     share_levels_pct: tuple[int, ...] = tuple(range(1, 101))
     """Compute share levels in % of a node's capacity, ascending (section 3.2: 1..100)."""
 
@@ -223,6 +242,27 @@ class CerlConfig(Config):
             raise ValueError(
                 f"device_capacity_min_ghz ({self.device_capacity_min_ghz}) must be <= "
                 f"device_capacity_max_ghz ({self.device_capacity_max_ghz})"
+            )
+        if self.initial_tasks_min > self.initial_tasks_max:
+            raise ValueError(
+                f"initial_tasks_min ({self.initial_tasks_min}) must be <= initial_tasks_max "
+                f"({self.initial_tasks_max})"
+            )
+        caps = self.device_capacities_ghz
+        if caps is not None and (
+            len(caps) != self.n_devices or not all(math.isfinite(c) and c > 0 for c in caps)
+        ):
+            raise ValueError(
+                f"device_capacities_ghz must hold n_devices = {self.n_devices} positive GHz "
+                f"values, got {list(caps)}"
+            )
+        pos = self.device_positions_m
+        if pos is not None and (
+            len(pos) != self.n_devices or not all(math.isfinite(v) for p in pos for v in p)
+        ):
+            raise ValueError(
+                f"device_positions_m must hold n_devices = {self.n_devices} finite (x, y) "
+                f"pairs in m, got {len(pos)}"
             )
         return self
 
@@ -966,11 +1006,21 @@ class CerlSimulator:
         cap[:, 0] = cfg.mec_capacity_ghz * 1e9
         mec = cfg.mec_position_m
         pos[:, 0] = (cfg.area_size_m / 2, cfg.area_size_m / 2) if mec is None else mec
+        drawn: list[list[int]] = []
         for b, rng in enumerate(rngs):
             cap[b, 1:] = (
                 rng.uniform(cfg.device_capacity_min_ghz, cfg.device_capacity_max_ghz, n) * 1e9
             )
             pos[b, 1:] = rng.uniform(0.0, cfg.area_size_m, (n, 2))
+            if cfg.initial_tasks_max > 0:
+                count = int(rng.integers(cfg.initial_tasks_min, cfg.initial_tasks_max + 1))
+                drawn.append([int(v) for v in rng.integers(1, n + 1, count)])
+            else:
+                drawn.append([])
+        if cfg.device_capacities_ghz is not None:
+            cap[:, 1:] = np.asarray(cfg.device_capacities_ghz, dtype=np.float64) * 1e9
+        if cfg.device_positions_m is not None:
+            pos[:, 1:] = np.asarray(cfg.device_positions_m, dtype=np.float64)
         if "device_capacities_ghz" in options:
             c = np.asarray(options["device_capacities_ghz"], dtype=np.float64)
             if c.shape != (n,) or not np.all(np.isfinite(c)) or np.any(c <= 0):
@@ -1028,7 +1078,7 @@ class CerlSimulator:
         self.totals = {k: np.zeros(bsz, dtype=np.float64) for k in _TOTAL_KEYS}
         self.done_flag = np.zeros(bsz, dtype=bool)
         self.t = np.zeros(bsz, dtype=np.int64)
-        dropped = self._arrive(rngs, np.ones(bsz, dtype=bool), initial)
+        dropped = self._arrive(rngs, np.ones(bsz, dtype=bool), [initial + d for d in drawn])
         # Tasks dropped at the very first slot are charged in the first step's reward, so
         # that the rewards of an episode always sum to minus its total cost.
         self.carry_penalty = cfg.failure_penalty * dropped
@@ -1041,9 +1091,12 @@ class CerlSimulator:
         self,
         rngs: Sequence[np.random.Generator],
         which: np.ndarray,
-        initial: Sequence[int] = (),
+        initial: Sequence[Sequence[int]] | None = None,
     ) -> np.ndarray:
-        """Poisson arrivals of the current slot in the copies ``which``; returns drops (B,)."""
+        """Poisson arrivals of the current slot in the copies ``which``; returns drops (B,).
+
+        ``initial[b]`` lists source devices of tasks present in copy ``b`` besides the arrivals.
+        """
         cfg = self.config
         lam = cfg.arrival_rate_per_s * cfg.slot_s
         dropped = np.zeros(self.num_envs, dtype=np.float64)
@@ -1053,7 +1106,10 @@ class CerlSimulator:
                 continue
             counts = rng.poisson(lam, cfg.n_devices)  # drawn every slot: action-independent
             sources = np.concatenate(
-                [np.asarray(initial, dtype=np.int64), np.repeat(devices, counts)]
+                [
+                    np.asarray([] if initial is None else initial[b], dtype=np.int64),
+                    np.repeat(devices, counts),
+                ]
             )
             if sources.size == 0:
                 continue

@@ -10,9 +10,15 @@
   - ``cerl-utilisation``: remaining compute share of every node in a few slots of one episode,
     with the agent before training (its initial network) and after (Fig. 5);
   - ``cerl-optimality``: every method's optimality gap on tiny instances, against the exact
-    (clairvoyant) minimum cost of :func:`~edgerl.cerl.exact.exact_min_cost`, with exact
-    re-planning without knowledge of future arrivals (``replan``,
-    :func:`~edgerl.cerl.exact.replanning_cost`) as a reference (not in the paper).
+    minimum cost of :func:`~edgerl.cerl.exact.exact_min_cost` (not in the paper). By default
+    (``tiny_mode='tasks_at_start'``) every task of an instance is present from its first slot
+    and none arrives later, so the exact minimum is also the best an online policy can do; an
+    instance is one of ``tiny_topologies`` topologies with one set of 1-2 tasks, and each
+    learned method trains as in the paper, on the instance's topology with random task sets
+    (``tiny_protocols``; also reported: one agent trained across random topologies,
+    ``METHOD@random``). ``tiny_mode='poisson'`` keeps the Poisson instances, whose exact
+    minimum knows every future arrival, with exact re-planning without that knowledge
+    (``replan``, :func:`~edgerl.cerl.exact.replanning_cost`) as a reference.
 
 Every learned method gets the same budget: the same number of epochs, each of the same number
 of environment transitions (CERL's elite actors + RL copies = the baselines' copies, and
@@ -26,11 +32,12 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgerl.cerl.baselines import evaluate_policy, make_baseline
 from edgerl.cerl.env import CerlConfig, CerlEnv
@@ -49,8 +56,10 @@ __all__ = [
     "PRESETS",
     "CerlExperimentConfig",
     "CerlTrainConfig",
+    "TinyInstance",
     "make_agent",
     "run_experiment",
+    "tiny_instances",
     "train_cerl",
 ]
 
@@ -75,6 +84,7 @@ DEFAULT_AGENT: dict[str, Any] = {
     "gamma": 0.95,
     "reward_scale": 0.1,
     "loss": "huber",
+    "n_step": 3,
 }
 """Settings every learned method trains with unless a config says otherwise: potential-based
 progress shaping (the failure penalty P = 10 spread over the layers as they are finished) and
@@ -87,7 +97,13 @@ drown the differences of ~1 that separate good plans (with MSE the TD loss was s
 after 200 tiny epochs). On the tiny instances (cerl-optimality, 10 instances, 200 epochs,
 DDQN, seed 0) the optimality gap went from 0.83 to 0.74 (one seed: a modest gain; measured
 against the exact search before a memo fix that lowered the total optimum of the 20 tiny
-instances by 3.4 %)."""
+instances by 3.4 %).
+Three-step returns (``n_step = 3``, Rainbow's choice): on the tasks-at-start instances of
+cerl-optimality (27 instances, DDQN, seed 0, 100 epochs, trained per topology) the gap went
+from 1.84 (one-step) to 0.51; n_step = 5 gave the very same run (tiny episodes last 3 slots,
+so 3 steps already sum the whole return). Trained across random topologies instead, the same
+change went from 0.42 to 4.35 on that seed (failed tasks on two topologies): one seed of a
+noisy comparison, see the note of issue 5."""
 
 
 class CerlTrainConfig(Config):
@@ -347,15 +363,43 @@ class CerlExperimentConfig(Config):
     )
     """The tiny instances of cerl-optimality (small enough for the exact search)."""
 
+    tiny_mode: Literal["tasks_at_start", "poisson"] = "tasks_at_start"
+    """Which tiny instances cerl-optimality solves. 'tasks_at_start' (default): tiny_env with
+    no arrivals after the first slot (arrival_rate_per_s = 0, episode_slots = 1, drained),
+    every task present from slot 0; an instance is one topology (device positions and
+    capacities drawn from seed EVAL_SEED + k, k < tiny_topologies) with one task set, and every
+    multiset of tiny_task_counts source devices is an instance. The episode is then a
+    deterministic problem the policy sees in full from its first slot, so the exact minimum is
+    also the best cost an online policy can reach. 'poisson': tiny_env as given (Poisson
+    arrivals), instances = episode seeds EVAL_SEED + i (i < tiny_instances); the exact
+    minimum knows every future arrival, so no online policy can reach it in general."""
+
+    tiny_task_counts: tuple[int, int] = (1, 2)
+    """Fewest and most tasks of an instance in 'tasks_at_start' mode (at most max_tasks)."""
+
+    tiny_topologies: int = Field(3, ge=1)
+    """Topologies of the 'tasks_at_start' instances (3 devices, 1-2 tasks: 9 task sets each)."""
+
+    tiny_protocols: list[Literal["topology", "random"]] | None = None
+    """How the learned methods are trained for the gap, first = the one reported under the
+    method's name (others as METHOD@PROTOCOL). 'topology': as in the paper (one topology,
+    random arrivals), one agent per topology, trained on that topology's device positions and
+    capacities with random task sets (tiny_task_counts tasks at uniform random devices) and
+    evaluated on the instances of that topology. 'random': one agent trained across random
+    topologies and random task sets (Poisson mode: random episodes of tiny_env), evaluated on
+    every instance. None: ['topology', 'random'] in 'tasks_at_start' mode, ['random'] in
+    'poisson' mode ('topology' is not offered there)."""
+
     tiny_instances: int = Field(20, ge=1)
-    """Instances (episode seeds EVAL_SEED, EVAL_SEED + 1, ...) solved exactly."""
+    """Instances in 'poisson' mode (episode seeds EVAL_SEED, EVAL_SEED + 1, ...)."""
 
     tiny_epochs: int = Field(100, ge=1)
     """Training epochs of the learned methods on the tiny instances."""
 
     tiny_replanning: bool = True
-    """Also report 'replan': exact re-planning every slot without knowledge of future arrivals
-    (:func:`~edgerl.cerl.exact.replanning_cost`), the gap a non-anticipative policy can reach."""
+    """'poisson' mode: also report 'replan', exact re-planning every slot without knowledge of
+    future arrivals (:func:`~edgerl.cerl.exact.replanning_cost`), the gap a non-anticipative
+    policy can reach. Not needed with tasks at the start (it equals the exact minimum)."""
 
     torch_threads: int = Field(1, ge=0)
     """Intra-op threads of torch (0: torch's default; see CerlTrainConfig.torch_threads)."""
@@ -368,6 +412,27 @@ class CerlExperimentConfig(Config):
     def _agent_defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _with_defaults(value)
 
+    @model_validator(mode="after")
+    def _check_tiny(self) -> CerlExperimentConfig:
+        lo, hi = self.tiny_task_counts
+        if not 1 <= lo <= hi:
+            raise ValueError(f"tiny_task_counts must satisfy 1 <= min <= max, got {[lo, hi]}")
+        if self.tiny_protocols is not None:
+            if not self.tiny_protocols:
+                raise ValueError("tiny_protocols: give at least one of 'topology', 'random'")
+            if self.tiny_mode == "poisson" and "topology" in self.tiny_protocols:
+                raise ValueError(
+                    "tiny_protocols: 'topology' needs tiny_mode='tasks_at_start' (the Poisson "
+                    "instances each have their own topology); use ['random']"
+                )
+        return self
+
+    def protocols(self) -> list[str]:
+        """The training protocols of cerl-optimality (tiny_protocols or its mode's default)."""
+        if self.tiny_protocols is not None:
+            return list(dict.fromkeys(self.tiny_protocols))
+        return ["topology", "random"] if self.tiny_mode == "tasks_at_start" else ["random"]
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -379,6 +444,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scaling_n": 3,
         "utilisation_n": 3,
         "tiny_instances": 3,
+        "tiny_topologies": 1,
+        "tiny_task_counts": (1, 1),
         "tiny_epochs": 2,
         "tiny_replanning": False,
         "env": {"episode_slots": 8, "arrival_rate_per_s": 1.0},
@@ -491,6 +558,148 @@ def _remaining_shares(policy: Any, env: CerlConfig, slots: list[int], seed: int)
     return out
 
 
+@dataclass(frozen=True)
+class TinyInstance:
+    """One tiny instance of cerl-optimality: an episode given by a config, a seed and options.
+
+    Attributes:
+        topology: Index of its topology ('tasks_at_start' mode), -1 in 'poisson' mode.
+        env: The environment config (with the topology fixed in 'tasks_at_start' mode).
+        seed: ``reset`` seed of the episode.
+        options: ``reset`` options (``initial_tasks`` in 'tasks_at_start' mode) or None.
+        label: Short name for the CSV (``k:sources`` or the seed).
+    """
+
+    topology: int
+    env: CerlConfig
+    seed: int
+    options: dict[str, Any] | None
+    label: str
+
+
+def tiny_instances(
+    cfg: CerlExperimentConfig,
+) -> tuple[list[TinyInstance], dict[str, dict[int, CerlConfig]]]:
+    """The instances of cerl-optimality and the training environments of each protocol.
+
+    Returns:
+        ``(instances, train_envs)``: ``train_envs[protocol][k]`` is the config an agent of that
+        protocol trains on for topology ``k`` ('topology'), or ``train_envs['random'][-1]``
+        the one agent of 'random' trains on (see :class:`CerlExperimentConfig`).
+
+    Raises:
+        InputError: If tiny_env is invalid or holds fewer task slots than tiny_task_counts.
+    """
+    from itertools import combinations_with_replacement
+
+    from gymnasium.utils import seeding
+
+    from edgerl.cerl.env import CerlSimulator, make_config
+    from edgerl.utils.config import config_from_dict
+
+    if cfg.tiny_mode == "poisson":
+        env = config_from_dict(CerlConfig, dict(cfg.tiny_env), "tiny_env")
+        insts = [TinyInstance(-1, env, EVAL_SEED + i, None, str(EVAL_SEED + i)) for i in range(cfg.tiny_instances)]
+        return insts, {"random": {-1: env}}
+    quiet = {"arrival_rate_per_s": 0.0, "episode_slots": 1, "drain_at_end": True}
+    base = config_from_dict(CerlConfig, {**dict(cfg.tiny_env), **quiet}, "tiny_env")
+    lo, hi = cfg.tiny_task_counts
+    if hi > base.max_tasks:
+        raise InputError(
+            f"tiny_task_counts: {hi} tasks do not fit tiny_env.max_tasks = {base.max_tasks}"
+        )
+    insts: list[TinyInstance] = []
+    per_topology: dict[int, CerlConfig] = {}
+    sim = CerlSimulator(base, 1)
+    for k in range(cfg.tiny_topologies):
+        sim.reset([seeding.np_random(EVAL_SEED + k)[0]])
+        topo = make_config(
+            base,
+            device_capacities_ghz=tuple(float(c) for c in sim.cap_hz[0, 1:] / 1e9),
+            device_positions_m=tuple((float(x), float(y)) for x, y in sim.pos_m[0, 1:]),
+        )
+        per_topology[k] = make_config(topo, initial_tasks_min=lo, initial_tasks_max=hi)
+        for count in range(lo, hi + 1):
+            for src in combinations_with_replacement(range(1, base.n_devices + 1), count):
+                label = f"{k}:" + "-".join(str(v) for v in src)
+                insts.append(TinyInstance(k, topo, EVAL_SEED, {"initial_tasks": list(src)}, label))
+    random_env = make_config(base, initial_tasks_min=lo, initial_tasks_max=hi)
+    return insts, {"topology": per_topology, "random": {-1: random_env}}
+
+
+def _optimality(
+    cfg: CerlExperimentConfig,
+    rows: list[dict[str, Any]],
+    methods: dict[str, dict[str, Any]],
+    extra: dict[str, Any],
+    log: Any,
+    say: Any,
+) -> None:
+    """cerl-optimality: exact minimum of every tiny instance and every method's gap to it."""
+    from edgerl.cerl.exact import exact_min_cost, replanning_cost
+
+    insts, train_envs = tiny_instances(cfg)
+    protocols = cfg.protocols()
+    exact_l, solve_l = [], []
+    for inst in insts:
+        t_solve = time.perf_counter()
+        exact_l.append(exact_min_cost(inst.env, inst.seed, inst.options)[0])
+        solve_l.append(time.perf_counter() - t_solve)
+    exact, solve_s = np.array(exact_l), np.array(solve_l)
+    total = float(exact.sum())
+    extra.update(
+        tiny_mode=cfg.tiny_mode,
+        tiny_protocols=protocols,
+        tiny_instances_n=len(insts),
+        exact_solve_s_mean=float(solve_s.mean()),
+        exact_solve_s_max=float(solve_s.max()),
+    )
+    methods["exact"] = {"cost_mean": float(exact.mean()), "gap": 0.0}
+
+    def cost_on(inst: TinyInstance, policy: Any) -> float:
+        return float(evaluate_policy(inst.env, policy, episodes=1, seed=inst.seed, options=inst.options)["cost_mean"])
+
+    def record(name: str, protocol: str, per_seed: dict[int, np.ndarray]) -> None:
+        # Gap of the total cost over the instances (per-instance optima can be ~0).
+        gaps = [float(c.sum() / total - 1.0) if total > 0 else math.nan for c in per_seed.values()]
+        optimal = [float(np.mean(c <= exact + 1e-9 * np.maximum(1.0, exact))) for c in per_seed.values()]
+        methods[name] = {
+            "cost_mean": float(np.mean([c.mean() for c in per_seed.values()])),
+            "gap": float(np.mean(gaps)),
+            "gap_std_over_seeds": float(np.std(gaps)),
+            "gap_per_seed": gaps,
+            "optimal_share": float(np.mean(optimal)),
+        }
+        for s, costs in per_seed.items():
+            for inst, c, e, t_s in zip(insts, costs, exact, solve_s):
+                rows.append({"method": name, "protocol": protocol, "train_seed": s, "topology": inst.topology,
+                             "instance": inst.label, "cost": float(c), "exact_cost": float(e),
+                             "exact_solve_s": float(t_s)})
+
+    for b in ("lc", "ec", "random"):
+        per_seed = {}
+        for s in cfg.seeds:
+            pol = make_baseline(b, insts[0].env, seed=s)
+            per_seed[s] = np.array([cost_on(inst, pol) for inst in insts])
+        record(b, "-", per_seed)
+    if cfg.tiny_mode == "poisson" and cfg.tiny_replanning:
+        replan = np.array([replanning_cost(inst.env, inst.seed, inst.options) for inst in insts])
+        record("replan", "-", {-1: replan})
+    for p_i, protocol in enumerate(protocols):
+        for m in cfg.methods:
+            per_seed = {}
+            for s in cfg.seeds:
+                agents = {}
+                for k, env in train_envs[protocol].items():
+                    where = "across random instances" if k < 0 else f"on topology {k}"
+                    say(f"training {m} {where}, seed={s}")
+                    agents[k], _, _ = _train_one(m, env, cfg.agent, s, cfg.tiny_epochs, 0, 1, log)
+                per_seed[s] = np.array(
+                    [cost_on(inst, agents[inst.topology if protocol == "topology" else -1]) for inst in insts]
+                )
+            record(m if p_i == 0 else f"{m}@{protocol}", protocol, per_seed)
+
+
 def run_experiment(
     name: str,
     out_dir: str | os.PathLike[str],
@@ -564,45 +773,7 @@ def run_experiment(
                 rows.append({"method": m, "n_devices": n, **methods[f"{m}@N{n}"]})
         _plot_bars(methods, ["cost_mean", "completion_rate"], out / f"{name}.png", "CERL vs benchmarks")
     elif name == "cerl-optimality":
-        from edgerl.cerl.exact import exact_min_cost
-        from edgerl.utils.config import config_from_dict
-
-        env = config_from_dict(CerlConfig, dict(cfg.tiny_env), "tiny_env")
-        seeds = [EVAL_SEED + i for i in range(cfg.tiny_instances)]
-        solved = []
-        for s in seeds:
-            t_solve = time.perf_counter()
-            solved.append((exact_min_cost(env, s)[0], time.perf_counter() - t_solve))
-        exact = np.array([c for c, _ in solved])
-        solve_s = np.array([t for _, t in solved])
-        extra.update(exact_solve_s_mean=float(solve_s.mean()), exact_solve_s_max=float(solve_s.max()))
-        policies: dict[str, list[Any]] = {b: [make_baseline(b, env, seed=s) for s in cfg.seeds] for b in ("lc", "ec", "random")}
-        for m in cfg.methods:
-            for s in cfg.seeds:
-                say(f"training {m} on the tiny instances, seed={s}")
-                agent, r, _ = _train_one(m, env, cfg.agent, s, cfg.tiny_epochs, 0, 1, rd.log)
-                policies.setdefault(m, []).append(agent)
-        methods["exact"] = {"cost_mean": float(exact.mean()), "gap": 0.0}
-        if cfg.tiny_replanning:
-            from edgerl.cerl.exact import replanning_cost
-
-            replan = np.array([replanning_cost(env, s) for s in seeds])
-            gap = float(replan.sum() / exact.sum() - 1.0) if exact.sum() > 0 else math.nan
-            methods["replan"] = {"cost_mean": float(replan.mean()), "gap": gap}
-            for s, c, e, t_s in zip(seeds, replan, exact, solve_s):
-                rows.append({"method": "replan", "train_seed": -1, "instance_seed": s, "cost": float(c),
-                             "exact_cost": float(e), "exact_solve_s": float(t_s)})
-        for m, pols in policies.items():
-            gaps, costs = [], []
-            for k, pol in enumerate(pols):
-                got = np.array([evaluate_policy(env, pol, episodes=1, seed=s)["cost_mean"] for s in seeds])
-                costs.append(float(got.mean()))
-                # Gap of the total cost over the instances (per-instance optima can be ~0).
-                gaps.append(float(got.sum() / exact.sum() - 1.0) if exact.sum() > 0 else math.nan)
-                for s, c, e, t_s in zip(seeds, got, exact, solve_s):
-                    rows.append({"method": m, "train_seed": cfg.seeds[k], "instance_seed": s, "cost": float(c),
-                                 "exact_cost": float(e), "exact_solve_s": float(t_s)})
-            methods[m] = {"cost_mean": float(np.mean(costs)), "gap": float(np.mean(gaps)), "gap_std_over_seeds": float(np.std(gaps))}
+        _optimality(cfg, rows, methods, extra, rd.log, say)
         _plot_bars(methods, ["cost_mean", "gap"], out / f"{name}.png", "tiny instances vs the exact optimum")
     else:  # cerl-utilisation
         n = cfg.utilisation_n

@@ -45,6 +45,8 @@ class ReplaySample:
         next_obs: Decoded next observations (the final state where the episode ended).
         rows: ``(n,)`` ring row of each transition.
         envs: ``(n,)`` environment copy of each transition.
+        discount: ``(n,)`` float32 ``gamma^k`` of the ``k`` steps summed into ``rewards``
+            (:meth:`DictReplayBuffer.sample_n_step`), or None for one-step transitions.
     """
 
     obs: dict[str, np.ndarray]
@@ -54,6 +56,7 @@ class ReplaySample:
     next_obs: dict[str, np.ndarray]
     rows: np.ndarray
     envs: np.ndarray
+    discount: np.ndarray | None = None
 
 
 def _int_dtype(lo: int, hi: int) -> np.dtype:
@@ -243,6 +246,56 @@ class DictReplayBuffer:
         rows = (oldest + flat // self.num_envs) % self.rows
         envs = flat % self.num_envs
         return self._gather(rows, envs)
+
+    def sample_n_step(
+        self, batch_size: int, rng: np.random.Generator, n_step: int, gamma: float
+    ) -> ReplaySample:
+        """Uniform minibatch of ``n``-step transitions (Sutton and Barto, 2018, section 7.1).
+
+        The start transitions are drawn as in :meth:`sample`. From each, up to ``n_step``
+        consecutive transitions of the same copy are summed, ``sum_i gamma^i r_{t+i}``,
+        stopping early where the episode ended or where no later complete transition is
+        stored yet; ``next_obs`` is the state after the last one, ``terminated`` its flag and
+        ``discount`` ``gamma^k`` for the ``k`` transitions summed. ``n_step = 1`` gives the
+        transitions of :meth:`sample` (same draws) with ``discount = gamma``.
+
+        Raises:
+            InputError: When the buffer holds no sampleable transition, or ``n_step < 1``.
+        """
+        if int(n_step) < 1:
+            raise InputError(f"n_step must be >= 1, got {n_step}")
+        n_rows = self._stored_rows - 1
+        if n_rows < 1:
+            raise InputError("replay sample: the buffer holds no complete transition yet")
+        oldest = self._pos if self._written >= self.rows else 0
+        flat = rng.integers(0, n_rows * self.num_envs, size=int(batch_size))
+        age = flat // self.num_envs  # complete rows after the oldest one
+        rows = (oldest + age) % self.rows
+        envs = flat % self.num_envs
+        ret = self._rewards[rows, envs].astype(np.float64)
+        last = rows.copy()
+        k = np.ones(rows.shape[0], dtype=np.int64)
+        live = ~self._ended[rows, envs]
+        for i in range(1, int(n_step)):
+            live &= age + i < n_rows  # row age + i must itself be a complete transition
+            if not live.any():
+                break
+            r = (rows + i) % self.rows
+            ret = np.where(live, ret + gamma**i * self._rewards[r, envs], ret)
+            last = np.where(live, r, last)
+            k = k + live
+            live &= ~self._ended[r, envs]
+        end = self._gather(last, envs)
+        return ReplaySample(
+            obs=self._decode({key: v[rows, envs] for key, v in self._obs.items()}),
+            actions=self._act_codec.decode(self._actions[rows, envs]),
+            rewards=ret.astype(np.float32),
+            terminated=end.terminated,
+            next_obs=end.next_obs,
+            rows=rows,
+            envs=envs,
+            discount=(float(gamma) ** k).astype(np.float32),
+        )
 
     def _gather(self, rows: np.ndarray, envs: np.ndarray) -> ReplaySample:
         nxt = (rows + 1) % self.rows
