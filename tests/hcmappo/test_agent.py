@@ -376,3 +376,39 @@ def test_deterministic_acting_draws_the_deployment_unless_told_not_to(monkeypatc
     assert x.shape == (1, env.n_servers, env.n_services)
     used = (x * env.service_bytes).sum(-1)
     assert np.all(used <= env.server_storage_bytes)  # (C7) either way
+
+
+def test_user_entropy_anneal_golden_values() -> None:
+    # ent_user 0.05 annealed over N = 4 iterations: 0.05 * max(0, 1 - (n - 1) / 4)
+    # n = 1: 0.05; n = 2: 0.05 * 3/4 = 0.0375; n = 3: 0.05 / 2 = 0.025; n = 4: 0.0125;
+    # n = 5: 0; n = 6: 0 (stays at 0).
+    agent = _agent(ent_user=0.05, ent_user_anneal_iterations=4)
+    got = [agent.user_entropy_coef(n) for n in range(1, 7)]
+    assert got == pytest.approx([0.05, 0.0375, 0.025, 0.0125, 0.0, 0.0])
+    # Without an anneal the paper's constant coefficient is kept.
+    assert _agent(ent_user=0.05).user_entropy_coef(1000) == 0.05
+    infos: list[float] = []
+    agent.learn(3, callback=lambda info: infos.append(info["ent_user_coef"]))
+    assert infos == pytest.approx([0.05, 0.0375, 0.025])
+    assert agent.user_entropy_coef() == pytest.approx(0.0125)
+
+
+def test_user_entropy_anneal_is_the_coefficient_the_update_uses() -> None:
+    # N = 1: iteration 1 uses 0.05 and iteration 2 uses 0. The same agent trained one
+    # iteration at 0.05 and then switched to ent_user = 0 must end with the same weights;
+    # one kept at 0.05 must not.
+    annealed = _agent(ent_user=0.05, ent_user_anneal_iterations=1, seed=3).learn(2)
+    switched = _agent(ent_user=0.05, seed=3).learn(1)
+    switched.config = switched.config.model_copy(update={"ent_user": 0.0})
+    switched.learn(1)
+    constant = _agent(ent_user=0.05, seed=3).learn(2)
+    a = torch.cat([p.detach().reshape(-1) for p in annealed.user_actor.parameters()])
+    s = torch.cat([p.detach().reshape(-1) for p in switched.user_actor.parameters()])
+    c = torch.cat([p.detach().reshape(-1) for p in constant.user_actor.parameters()])
+    assert torch.equal(a, s)
+    assert not torch.equal(a, c)
+
+
+def test_user_entropy_anneal_refuses_zero_iterations() -> None:
+    with pytest.raises(InputError, match="ent_user_anneal_iterations"):
+        method_config("hc-mappo-l", {"ent_user_anneal_iterations": 0})

@@ -587,3 +587,66 @@ def test_config_refuses_bad_values_naming_the_field(field: str, value) -> None:
 def test_env_refuses_storage_below_every_model() -> None:
     with pytest.raises(InputError, match="server_storage_gb"):
         make(server_storage_gb=(0.0001, 0.0002))
+
+
+def test_cache_misses_split_by_cause() -> None:
+    venv = BatchedHcEnv(1, make_config(**SMALL), leakage=LEAK)
+    venv.reset(seed=10)
+    # Requests fixed by hand: users 0-5 ask for services 0, 1, 2, 3, 4, 4 (all LeNet-7).
+    venv.req_service = np.array([[0, 1, 2, 3, 4, 4]])
+    x = np.zeros((1, 3, venv.n_services), dtype=np.int8)
+    x[0, 0, [0, 1, 2]] = 1  # server 0 holds services 0, 1, 2
+    x[0, 1, 3] = 1  # server 1 holds service 3; server 2 holds nothing
+    venv.step_deploy(x)
+    # user 0 -> server 0: hit; user 1 -> server 1 and user 2 -> server 2: misses although
+    # server 0 holds their services (avoidable); user 3 -> server 1: hit; users 4, 5 ask for
+    # service 4, which no server holds (no cache).
+    server = np.array([[0, 1, 2, 1, 0, 1]])
+    split = venv.split_mask().argmax(-1)
+    venv.step_user(server, split)
+    res = venv.step_alloc(np.ones((1, 3, 6), np.float32), np.ones((1, 3, 6), np.float32))
+    np.testing.assert_array_equal(res.info["cache_hit"], [[1, 0, 0, 1, 0, 0]])
+    np.testing.assert_array_equal(res.info["miss_avoidable"], [[0, 1, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(res.info["miss_no_cache"], [[0, 0, 0, 0, 1, 1]])
+    stats = venv.episode_stats()
+    # 6 requests: 2 hits, 2 avoidable misses, 2 with no cache anywhere -> 1/3 each.
+    assert stats["cache_hit_rate"][0] == pytest.approx(1 / 3)
+    assert stats["miss_avoidable_rate"][0] == pytest.approx(1 / 3)
+    assert stats["miss_no_cache_rate"][0] == pytest.approx(1 / 3)
+
+
+def test_cache_miss_causes_partition_the_requests_brute_force() -> None:
+    venv = BatchedHcEnv(3, make_config(**SMALL), leakage=LEAK)
+    venv.reset(seed=4)
+    rng = np.random.default_rng(5)
+    checked = 0
+    while True:
+        if venv.phase == "deploy":
+            x = np.stack(
+                [
+                    np.stack([feasible_deployment(venv, b, j, rng) for j in range(3)])
+                    for b in range(3)
+                ]
+            )
+            venv.step_deploy(x)
+        svc = venv.req_service.copy()
+        dep = venv.deployment.copy()
+        server = rng.integers(0, 3, size=(3, 6))
+        split = venv.split_mask().argmax(-1)
+        venv.step_user(server, split)
+        res = venv.step_alloc(np.ones((3, 3, 6), np.float32), np.ones((3, 3, 6), np.float32))
+        for b in range(3):
+            for k in range(6):
+                anywhere = any(dep[b, j, svc[b, k]] for j in range(3))
+                hit = bool(dep[b, server[b, k], svc[b, k]])
+                assert res.info["cache_hit"][b, k] == hit
+                assert res.info["miss_avoidable"][b, k] == (not hit and anywhere)
+                assert res.info["miss_no_cache"][b, k] == (not anywhere)
+                checked += 1
+        if res.truncated.all():
+            stats = res.info["episode_stats"]
+            break
+    assert checked == 3 * 6 * 8
+    total = stats["cache_hit_rate"] + stats["miss_avoidable_rate"] + stats["miss_no_cache_rate"]
+    np.testing.assert_allclose(total, 1.0)
+    assert (stats["miss_avoidable_rate"] > 0).any()

@@ -28,7 +28,10 @@ Three layers, each with parameters shared by its agents (section IV-B4):
   ``state()`` plus the user's own features. The advantage is
   ``(A_r - lambda A_c) / (1 + lambda)`` with both streams from GAE and standardised; the
   multiplier follows projected dual ascent on the mean user delay of the iteration against
-  ``delay_limit_s`` (eq. (33), Algorithm 1 lines 17-18), in ``[0, lagrange_max]``.
+  ``delay_limit_s`` (eq. (33), Algorithm 1 lines 17-18), in ``[0, lagrange_max]``. The
+  entropy coefficient of the user policy can be annealed linearly to 0
+  (``ent_user_anneal_iterations``), so that the sampled actions the dual step measures
+  converge to the acting policy.
 * **Allocation** (section IV-B3): a :class:`~edgerl.rl.attention.SetEncoder` over the users the
   server serves, a context ``g`` from the server's own entries and the mean user embedding, and
   two query-key branches (compute, bandwidth) whose scores ``g^T kappa_k / sqrt(d_h)`` are the
@@ -191,6 +194,16 @@ class HcAgentConfig(Config):
 
     ent_user: float = Field(0.05, ge=0.0)
     """Entropy coefficient of the user policy (paper: 0.05)."""
+
+    ent_user_anneal_iterations: int | None = Field(None, ge=1)
+    """Iterations over which the user entropy coefficient falls linearly from ``ent_user`` to
+    0 (then stays 0): iteration ``n`` (counted from 1 over the agent's whole training) uses
+    ``ent_user * max(0, 1 - (n - 1) / N)``. None keeps ``ent_user`` throughout. Our choice,
+    not the paper's (it gives one coefficient): the multiplier's dual step (Algorithm 1, line
+    18) uses the delay of the sampled actions, and at a constant 0.05 the sampled partition
+    points and servers stay spread (80 iterations: 11-14 s sampled against 2.4 s for the
+    most likely actions), so lambda keeps rising while the acting policy already meets the
+    limit. The deployment and allocation coefficients are not annealed."""
 
     ent_deploy: float = Field(0.25, ge=0.0)
     """Entropy coefficient of the deployment policy, on its mean step entropy (paper: 0.25)."""
@@ -979,6 +992,22 @@ class HcAgent:
         """The current Lagrange multiplier (0 without the Lagrangian)."""
         return self.lagrange.value
 
+    def user_entropy_coef(self, iteration: int | None = None) -> float:
+        """Entropy coefficient of the user policy in the update of an iteration.
+
+        Args:
+            iteration: 1-based iteration (default: the next one, ``self.iterations + 1``).
+
+        Returns:
+            ``ent_user``, or with ``ent_user_anneal_iterations = N`` the linear anneal
+            ``ent_user * max(0, 1 - (iteration - 1) / N)``.
+        """
+        cfg = self.config
+        n = self.iterations + 1 if iteration is None else int(iteration)
+        if cfg.ent_user_anneal_iterations is None:
+            return float(cfg.ent_user)
+        return float(cfg.ent_user * max(0.0, 1.0 - (n - 1) / cfg.ent_user_anneal_iterations))
+
     def _denorm(self, key: str, v: Tensor) -> np.ndarray:
         if key in self.norms:
             return np.asarray(self.norms[key].denormalize(v.double()).numpy())
@@ -1325,6 +1354,7 @@ class HcAgent:
         else:
             lam = 0.0
         g = t_len * b
+        ent_coef = self.user_entropy_coef()
 
         def flat(key: str) -> Tensor:
             x = torch.stack(u[key])
@@ -1353,7 +1383,7 @@ class HcAgent:
                 pl = ppo_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip)
                 shared = state[idx] if state is not None else dep[idx]
                 vl = self._value_loss(self.user_critic(local[idx], shared), vr_old[idx], tgt_r[idx])
-                loss = pl - cfg.ent_user * ent.mean() + cfg.value_loss_coef * vl
+                loss = pl - ent_coef * ent.mean() + cfg.value_loss_coef * vl
                 if self.cost_critic is not None:
                     vcl = self._value_loss(
                         self.cost_critic(local[idx], shared), vc_old[idx], tgt_c[idx]
@@ -1367,7 +1397,9 @@ class HcAgent:
                 logs["user_value_loss"].append(float(vl.detach()))
                 logs["user_entropy"].append(float(ent.detach().mean()))
         out = {key: float(np.mean(v)) if v else math.nan for key, v in logs.items()}
-        out.update(lambda_=lam, cost_mean=cost_mean, reward=float(rew.mean()))
+        out.update(
+            lambda_=lam, cost_mean=cost_mean, reward=float(rew.mean()), ent_user_coef=ent_coef
+        )
         return out
 
     def _update_alloc(self, a: dict[str, list[Any]]) -> dict[str, float]:
@@ -1475,9 +1507,11 @@ class HcAgent:
             callback: Called after every iteration with a dict of metrics: ``iteration``,
                 ``env_steps`` (slots x copies so far), the episode means ``delay_s_mean``,
                 ``user_cost_mean``, ``energy_j_mean``, ``privacy_cost_mean``,
-                ``success_rate``, ``cache_hit_rate``, ``system_cost_mean``; ``reward`` (mean
-                user reward per slot), ``cost_mean`` (the mean delay the dual step used),
-                ``lambda`` (the multiplier of this update), the losses, ``rollout_s``,
+                ``success_rate``, ``cache_hit_rate``, ``miss_avoidable_rate``,
+                ``miss_no_cache_rate``, ``system_cost_mean``; ``reward`` (mean user reward per
+                slot), ``cost_mean`` (the mean delay the dual step used), ``lambda`` (the
+                multiplier of this update), ``ent_user_coef`` (the user entropy coefficient of
+                this update), the losses, ``rollout_s``,
                 ``update_s``, ``iteration_s``, ``iteration_cpu_s`` (CPU time of this process) and
                 ``env_steps_per_s``. Returning False stops.
 

@@ -96,6 +96,8 @@ METRICS: tuple[str, ...] = (
     "privacy_cost_mean",
     "success_rate",
     "cache_hit_rate",
+    "miss_avoidable_rate",
+    "miss_no_cache_rate",
     "system_cost_mean",
 )
 """Episode metrics of section V-A reported for every method (see ``episode_stats``)."""

@@ -424,6 +424,8 @@ class BatchedHcEnv:
                 "requests",
                 "success",
                 "cache_hit",
+                "miss_avoidable",
+                "miss_no_cache",
                 "delay_s",
                 "energy_j",
                 "privacy_cost",
@@ -946,6 +948,11 @@ class BatchedHcEnv:
         svc = self.req_service
         batch = self.req_batch
         hit = self.deployment[b_idx, j, svc]
+        # Cache misses split by cause: some server held the service (the user's choice) or
+        # none did (the deployment's).
+        cached_somewhere = self._cached_for_request().any(-1)
+        miss_avoidable = ~hit & cached_somewhere
+        miss_no_cache = ~cached_somewhere
         needs_compute = hit & (z < self.service_layers[svc])
         group = (b_idx * n_j + j).reshape(-1)
         phi_c = costs.normalised_shares(
@@ -1032,6 +1039,8 @@ class BatchedHcEnv:
             "user_cost": user_cost,
             "success": success,
             "cache_hit": hit,
+            "miss_avoidable": miss_avoidable,
+            "miss_no_cache": miss_no_cache,
             "server": j.copy(),
             "split": z.copy(),
             "compute_share": phi_c,
@@ -1052,6 +1061,8 @@ class BatchedHcEnv:
         tot["requests"] += n_k
         tot["success"] += success.sum(-1)
         tot["cache_hit"] += hit.sum(-1)
+        tot["miss_avoidable"] += miss_avoidable.sum(-1)
+        tot["miss_no_cache"] += miss_no_cache.sum(-1)
         tot["delay_s"] += delay.sum(-1)
         tot["energy_j"] += energy.sum(-1)
         tot["privacy_cost"] += privacy.sum(-1)
@@ -1094,7 +1105,10 @@ class BatchedHcEnv:
         failures at ``tau_fail``), ``user_cost_mean`` (minus the user reward of eq. (25)),
         ``energy_j_mean`` and ``privacy_cost_mean`` (eqs. (9), (11): failed requests count 0),
         ``success_rate``, ``cache_hit_rate``, ``system_cost_mean`` (eq. (12) per slot),
-        ``migration_s_total`` and ``slots``.
+        ``migration_s_total`` and ``slots``; the cache misses split by cause:
+        ``miss_avoidable_rate`` (the chosen server lacks the service while another holds it)
+        and ``miss_no_cache_rate`` (no server holds it), which add up to
+        ``1 - cache_hit_rate``.
         """
         tot = self._totals
         n = np.maximum(tot["requests"], 1.0)
@@ -1106,6 +1120,8 @@ class BatchedHcEnv:
             "privacy_cost_mean": tot["privacy_cost"] / n,
             "success_rate": tot["success"] / n,
             "cache_hit_rate": tot["cache_hit"] / n,
+            "miss_avoidable_rate": tot["miss_avoidable"] / n,
+            "miss_no_cache_rate": tot["miss_no_cache"] / n,
             "system_cost_mean": tot["system_cost"] / slots,
             "migration_s_total": tot["migration_s"].copy(),
             "slots": tot["slots"].copy(),

@@ -91,8 +91,12 @@ _ROW_KEYS = (
     "privacy_cost_mean",
     "success_rate",
     "cache_hit_rate",
+    "miss_avoidable_rate",
+    "miss_no_cache_rate",
     "lambda",
     "cost_mean",
+    "user_entropy",
+    "ent_user_coef",
     "iteration_s",
     "iteration_cpu_s",
     "env_steps_per_s",
@@ -471,7 +475,9 @@ def run_experiment(
     ``summary.json``: ``experiment``, ``preset``, ``seeds``, ``eval_seeds``, ``iterations``,
     ``methods`` (``METHOD`` for the convergence, ``METHOD@FIELD=VALUE`` for the sweeps; metrics
     ``delay_s_mean``, ``user_cost_mean``, ``energy_j_mean``, ``privacy_cost_mean``,
-    ``success_rate``, ``cache_hit_rate``, ``delay_violation_s``, ``user_cost_std_users``,
+    ``success_rate``, ``cache_hit_rate``, ``miss_avoidable_rate`` (cache misses where another
+    server held the service), ``miss_no_cache_rate`` (no server held it),
+    ``delay_violation_s``, ``user_cost_std_users``,
     ``user_cost_std_over_seeds``, ...), ``reference_methods`` (the keys of the reference
     heuristics, reported apart), ``iteration_s_mean`` and ``wall_s``. The convergence adds
     ``lowest_cost_within_limit`` (the method of least user cost whose mean delay keeps the
