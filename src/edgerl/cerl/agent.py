@@ -9,7 +9,9 @@ One **generation** (= one training epoch of paper 002) runs the four stages of A
    ``f_i = -mean_j (r_j + gamma (1 - term_j) max_a' Q_{theta'_i}(s'_j, a') - Q_{theta_i}(s_j, a_j))^2``,
    computed for the whole population at once (:func:`population_fitness`: stacked parameters
    through ``torch.func.functional_call`` and batched matrix products, in chunks of
-   ``fitness_chunk`` individuals). ``max_a'`` is the branch-wise maximum over each branch's
+   ``fitness_chunk`` individuals; the minibatch in ``graph_groups`` groups of similar graph
+   size with the padding nodes trimmed, and the node-conditional heads scored only at the
+   deciding task slots, which leaves the values unchanged up to float32 rounding). ``max_a'`` is the branch-wise maximum over each branch's
    valid values (:func:`~edgerl.cerl.dqn.masked_branch_max`, the BDQ target), and ``theta'_i``
    is the individual's own target network: the parameters its slot held when targets were last
    synced (every ``target_sync_generations`` = H generations, line 18). The top half are the
@@ -56,11 +58,16 @@ from edgerl.cerl.dqn import (
     GcnDqnAgentBase,
     GcnDqnConfig,
     GraphBatch,
+    compact_graph_batch,
+    deciding_selection,
     flat_params,
     graph_batch,
     greedy_actions,
     joint_q,
+    joint_q_selected,
     masked_branch_max,
+    masked_branch_max_selected,
+    size_groups,
     union_mask_tensors,
 )
 from edgerl.rl.cem import SeparableCEM
@@ -110,8 +117,10 @@ class CerlAgentConfig(GcnDqnConfig):
     antithetic: bool = True
     """Draw the population in mirrored pairs around the mean."""
 
-    fitness_chunk: int = Field(10, ge=1)
-    """Individuals evaluated per batched call in the fitness (bounds memory)."""
+    fitness_chunk: int = Field(4, ge=1)
+    """Individuals evaluated per batched call in the fitness (speed only: bounds memory; at
+    N = 50 with J = 64, chunks of 10 spent half their time in page faults of the ~140 MB
+    activations)."""
 
     act_network: Literal["rl", "best"] = "rl"
     """Network used by act(): the RL network or the best-fitness individual of the last
@@ -135,6 +144,8 @@ def population_fitness(
     gamma: float,
     next_masks: Sequence[Tensor],
     chunk: int = 10,
+    sparse: bool | None = None,
+    groups: int = 4,
 ) -> Tensor:
     """Negative TD error (eq. (14)) of every individual on one replay minibatch, at once.
 
@@ -146,6 +157,16 @@ def population_fitness(
         gamma: Discount factor.
         next_masks: Per-branch union masks of the next states (``(J, M, n_b)`` bool).
         chunk: Individuals per batched call.
+        sparse: Score the node-conditional heads only where they count: the online values at
+            the deciding slots and the stored actions' nodes, the target values at the deciding
+            slots of the next states (:class:`~edgerl.cerl.dqn.SlotSelection`; non-deciding
+            slots add 0 to the joint value either way). Same numbers as the dense path up to
+            float32 rounding; None: whenever the network allows it
+            (:attr:`CerlQNetwork.sparse_heads`).
+        groups: Evaluate the states in this many groups of similar graph size, each with its
+            padding nodes trimmed (:func:`~edgerl.cerl.dqn.size_groups`,
+            :func:`~edgerl.cerl.dqn.compact_graph_batch`); the values are put back in the
+            minibatch's order before the mean. 0: the padded batch as it is.
 
     Returns:
         ``(k,)`` fitness, higher is better.
@@ -155,12 +176,48 @@ def population_fitness(
     actions = torch.from_numpy(sample.actions.astype(np.int64))
     r = torch.from_numpy(sample.rewards)
     not_done = 1.0 - torch.from_numpy(sample.terminated)
+    if sparse is None:
+        sparse = net.sparse_heads
+    n_states = actions.shape[0]
+
+    def parts(batch: GraphBatch, acts: Tensor | None) -> list[tuple[Tensor, GraphBatch, Any]]:
+        if groups < 1:
+            pieces = [(torch.arange(n_states), batch)]
+        else:
+            pieces = [
+                (rows, compact_graph_batch(batch, rows, net.n_nodes))
+                for rows in size_groups(batch.node_mask, groups)
+            ]
+        return [
+            (rows, g, deciding_selection(g.deciding, None if acts is None else acts[rows]))
+            if sparse
+            else (rows, g, None)
+            for rows, g in pieces
+        ]
+
+    now_parts = parts(b, actions)
+    next_parts = parts(nb, None)
+    step = max(1, int(chunk))
     out = []
-    with torch.no_grad():
-        for c in range(0, population.shape[0], max(1, int(chunk))):
-            q = joint_q(population_call(net, population[c : c + chunk], b), actions, b.deciding)
-            tv = population_call(net, targets[c : c + chunk], nb)
-            y = r + gamma * not_done * masked_branch_max(tv, next_masks, nb.deciding)
+    with torch.inference_mode():
+        for c in range(0, population.shape[0], step):
+            online, target = population[c : c + step], targets[c : c + step]
+            q = torch.empty(online.shape[0], n_states)
+            for rows, g, sel in now_parts:
+                if sel is not None:
+                    qv = population_call(net, online, g, sel)
+                    q[:, rows] = joint_q_selected(qv, actions[rows], g.deciding, sel)
+                else:
+                    q[:, rows] = joint_q(population_call(net, online, g), actions[rows], g.deciding)
+            nxt = torch.empty(online.shape[0], n_states)
+            for rows, g, sel in next_parts:
+                masks = [m[rows] for m in next_masks]
+                if sel is not None:
+                    tv = population_call(net, target, g, sel)
+                    nxt[:, rows] = masked_branch_max_selected(tv, masks, g.deciding, sel)
+                else:
+                    nxt[:, rows] = masked_branch_max(population_call(net, target, g), masks, g.deciding)
+            y = r + gamma * not_done * nxt
             out.append(-((y - q) ** 2).mean(-1))  # eq. (14)
     return torch.cat(out)
 
@@ -245,6 +302,8 @@ class CerlAgent(GcnDqnAgentBase):
             self.config.gamma,
             masks,
             self.config.fitness_chunk,
+            sparse=None if self.config.graph_groups > 0 else False,
+            groups=self.config.graph_groups,
         )
 
     def _elite_actions(self, obs: Mapping[str, np.ndarray], params: Tensor) -> np.ndarray:

@@ -93,18 +93,24 @@ __all__ = [
     "GcnDqnConfig",
     "GraphBatch",
     "QNetConfig",
+    "SlotSelection",
     "action_layout",
     "adapt_noise_scale",
     "branch_kl",
+    "compact_graph_batch",
+    "deciding_selection",
     "env_config_of",
     "flat_params",
     "graph_batch",
     "greedy_actions",
     "is_conditional",
     "joint_q",
+    "joint_q_selected",
     "masked_branch_max",
+    "masked_branch_max_selected",
     "noise_delta",
     "set_flat_params",
+    "size_groups",
     "union_mask_tensors",
 ]
 
@@ -242,6 +248,12 @@ class GcnDqnConfig(Config):
     net: QNetConfig = QNetConfig()
     """Architecture of the Q-network."""
 
+    graph_groups: int = Field(8, ge=0)
+    """Speed only (same values up to float32 rounding): minibatch states are evaluated in
+    this many groups of similar graph size with their padding nodes trimmed
+    (:func:`compact_graph_batch`), and node-conditional heads are scored only at the deciding
+    task slots (:class:`SlotSelection`); 0 evaluates the padded minibatch with every head."""
+
 
 class DDQNConfig(GcnDqnConfig):
     """Double DQN baseline (paper 002, section 5.2.2)."""
@@ -336,6 +348,55 @@ def graph_batch(obs: Mapping[str, np.ndarray]) -> GraphBatch:
         pair=torch.stack([is_here, link_from], dim=-1),
         block_work=torch.from_numpy(work.astype(np.float32)),
     )
+
+
+def compact_graph_batch(batch: GraphBatch, rows: Tensor, n_nodes: int) -> GraphBatch:
+    """States ``rows`` of a batch with their padding graph nodes trimmed.
+
+    The real task-layer nodes of each state move to the front of the task-layer rows (in
+    their order), the computing nodes keep rows ``0..N``, and the graph is cut to the largest
+    real node count of the selected states plus one padding row; task slots whose next layer
+    is a padding node point at that row. The GCN is equivariant under this reordering and
+    padding rows take no part in it, so the Q-network gives the same values (up to float32
+    summation order) on a smaller graph.
+
+    Args:
+        batch: Graph batch of ``B`` states with ``V`` graph nodes.
+        rows: ``(B',)`` long, states to keep.
+        n_nodes: Computing nodes N + 1 (never moved).
+    """
+    sub = GraphBatch(*(t[rows] for t in batch))
+    v = sub.node_mask.shape[-1]
+    task_mask = sub.node_mask[:, n_nodes:]
+    # Stable sort: real task-layer nodes first, each state's padding after them.
+    order = torch.sort(1.0 - task_mask, dim=-1, stable=True).indices + n_nodes
+    keep = min(v, n_nodes + int(task_mask.sum(-1).max()) + 1)
+    head = torch.arange(n_nodes).expand(order.shape[0], n_nodes)
+    order = torch.cat([head, order], -1)[:, :keep]
+    # New row of every old row; rows that were cut (padding only) map to the last row, which
+    # is padding in every state whenever anything was cut.
+    new_of_old = torch.full((order.shape[0], v), keep - 1, dtype=torch.long)
+    new_of_old.scatter_(1, order, torch.arange(keep).expand_as(order).contiguous())
+    next_row = new_of_old.gather(1, sub.next_row)
+    a = sub.a_hat.gather(1, order.unsqueeze(-1).expand(-1, -1, v))
+    a = a.gather(2, order.unsqueeze(1).expand(-1, keep, -1))
+    return sub._replace(
+        x=sub.x.gather(1, order.unsqueeze(-1).expand(-1, -1, sub.x.shape[-1])),
+        a_hat=a,
+        node_mask=sub.node_mask.gather(1, order),
+        next_row=next_row,
+    )
+
+
+def size_groups(node_mask: Tensor, groups: int) -> list[Tensor]:
+    """Split the states of a batch into ``groups`` runs of similar real node counts.
+
+    Returns index tensors (sorted by the count) whose union is ``0..B-1``; evaluating each
+    group on its own :func:`compact_graph_batch` costs about the mean of the groups' squared
+    node counts instead of the squared padded size.
+    """
+    order = torch.argsort(node_mask.sum(-1), stable=True)
+    return [g for g in torch.tensor_split(order, max(1, min(groups, order.shape[0]))) if len(g)]
 
 
 def _gather_rows(h: Tensor, idx: Tensor) -> Tensor:
@@ -433,8 +494,26 @@ class CerlQNetwork(nn.Module):
         self.value_hidden = PopLinear(2 * emb, hid)
         self.value_out = PopLinear(hid, 1)
 
-    def forward(self, batch: GraphBatch) -> BranchValues:
-        """Branch values of a batch of states (see :class:`BranchValues`)."""
+    @property
+    def sparse_heads(self) -> bool:
+        """Whether :meth:`forward` accepts a :class:`SlotSelection` (node-conditional heads
+        without the block-scaled share term)."""
+        return self.node_conditional and self.share_scale_head is None
+
+    def forward(self, batch: GraphBatch, select: SlotSelection | None = None) -> BranchValues:
+        """Branch values of a batch of states (see :class:`BranchValues`).
+
+        Args:
+            batch: The states.
+            select: None for every task slot; else only the selected task slots get branch
+                values (see :class:`SlotSelection`, needs :attr:`sparse_heads`): the four
+                branch tensors are ``(..., S, N+1)``, ``(..., S, N+1, L+1)``,
+                ``(..., S, N+1, K)``, ``(..., S, S_sub)``, or with ``select.node`` the block
+                and share tensors ``(..., S, L+1)`` and ``(..., S, K)`` read at that node. The
+                state term stays ``(..., B)``. Same numbers as the rows of the full output.
+        """
+        if select is not None and not self.sparse_heads:
+            raise ValueError("a slot selection needs node-conditional heads without coupling")
         k = pop_size_of(self.value_out.weight, 2)
         n1 = self.n_nodes
         x = _expand_pop(batch.x, k)
@@ -450,6 +529,8 @@ class CerlQNetwork(nn.Module):
         scores = self.node_query(z) @ self.node_key(comp).transpose(-1, -2)
         node = scores / math.sqrt(self.key_dim) + self.node_self(comp).squeeze(-1).unsqueeze(-2)
         node = node + self.node_pair(_expand_pop(batch.pair, k)).squeeze(-1)
+        if select is not None:
+            return self._selected(batch, select, k, z, comp, g, node)
         # Block branch: the head scores the block length (offset from the layers done);
         # offsets are mapped to the absolute last layer j = progress + offset of the action.
         if self.node_conditional:
@@ -482,6 +563,111 @@ class CerlQNetwork(nn.Module):
             batch.block_work if scale is not None else None,
             self.task_sum,
         )
+
+
+    def _selected(
+        self,
+        batch: GraphBatch,
+        select: SlotSelection,
+        k: int | None,
+        z: Tensor,
+        comp: Tensor,
+        g: Tensor,
+        node: Tensor,
+    ) -> BranchValues:
+        """Branch values of the selected task slots only (the tail of :meth:`forward`).
+
+        The node-conditional heads score one (task slot, node) pair per selected slot and
+        node (or per selected slot at ``select.node``) instead of every pair of the batch.
+        """
+        bi, mi = select.batch_idx, select.slot_idx
+        n1 = self.n_nodes
+        pair = batch.pair[bi, mi]  # (S, N+1, 2)
+        cond_node = self.cond_node(comp)[..., bi, :, :]  # (..., S, N+1, key_dim)
+        if select.node is not None:
+            at = select.node.reshape(-1, 1, 1)
+            pair = pair.gather(-2, at.expand(-1, 1, 2)).squeeze(-2)  # (S, 2)
+            idx = _expand_like(at.expand(-1, 1, cond_node.shape[-1]), cond_node)
+            cond_node = cond_node.gather(-2, idx).squeeze(-2)  # (..., S, key_dim)
+            task = self.cond_task(z)[..., bi, mi, :]
+        else:
+            task = self.cond_task(z)[..., bi, mi, :].unsqueeze(-2)
+        pair_h = torch.relu(task + cond_node + self.cond_pair(_expand_pop(pair, k)))
+        rel, share = self.block_head(pair_h), self.share_head(pair_h)
+        node_s = node[..., bi, mi, :]
+        sub = self.subcarrier_head(z[..., bi, mi, :])
+        value = self.value_out(torch.relu(self.value_hidden(g))).squeeze(-1)
+        if self.dueling:
+            node_s, rel, share, sub = (
+                t - t.mean(-1, keepdim=True) for t in (node_s, rel, share, sub)
+            )
+        j = torch.arange(self.n_blocks)
+        offset = (j - batch.progress[bi, mi].unsqueeze(-1)).clamp_min(0)  # (S, L+1)
+        if select.node is None:
+            offset = offset.unsqueeze(-2).expand(offset.shape[0], n1, self.n_blocks)
+        block = rel.gather(-1, _expand_pop(offset, k))
+        return BranchValues(value, (node_s, block, share, sub), None, None, self.task_sum)
+
+
+class SlotSelection(NamedTuple):
+    """Task slots (and optionally one node each) at which :meth:`CerlQNetwork.forward` scores.
+
+    Attributes:
+        batch_idx: ``(S,)`` long, state of each selected slot.
+        slot_idx: ``(S,)`` long, task slot.
+        node: ``(S,)`` long node at which the node-conditional block / share heads are read,
+            or None for every node.
+    """
+
+    batch_idx: Tensor
+    slot_idx: Tensor
+    node: Tensor | None = None
+
+
+def deciding_selection(deciding: Tensor, actions: Tensor | None = None) -> SlotSelection:
+    """The deciding task slots of a batch (``deciding`` ``(B, M)``), read at the actions' nodes
+    (``actions`` ``(B, M, 4)``) when given."""
+    bi, mi = torch.nonzero(deciding > 0, as_tuple=True)
+    return SlotSelection(bi, mi, None if actions is None else actions[bi, mi, 0])
+
+
+def _scatter_tasks(per_sel: Tensor, select: SlotSelection, shape: torch.Size) -> Tensor:
+    """Per-task values ``(..., B, M)`` that are ``per_sel`` at the selected slots, else 0."""
+    out = per_sel.new_zeros(*per_sel.shape[:-1], *shape)
+    out[..., select.batch_idx, select.slot_idx] = per_sel
+    return out
+
+
+def joint_q_selected(
+    values: BranchValues, actions: Tensor, deciding: Tensor, select: SlotSelection
+) -> Tensor:
+    """:func:`joint_q` from the output of ``forward(batch, select)`` with ``select`` the
+    deciding slots at the actions' nodes (:func:`deciding_selection`); the other slots add 0."""
+    a = actions[select.batch_idx, select.slot_idx]  # (S, 4)
+    chosen = []
+    for b, t in enumerate(values.branches):
+        idx = _expand_like(a[:, b : b + 1], t[..., :1])
+        chosen.append(t.gather(-1, idx).squeeze(-1))
+    per_task = _scatter_tasks(torch.stack(chosen, -1).mean(-1), select, deciding.shape)
+    return values.value + _over_tasks(per_task, deciding, values.task_sum)
+
+
+def masked_branch_max_selected(
+    values: BranchValues, masks: Sequence[Tensor], deciding: Tensor, select: SlotSelection
+) -> Tensor:
+    """:func:`masked_branch_max` (node-conditional, uncoupled) from the output of
+    ``forward(batch, select)`` with ``select`` the deciding slots at every node."""
+    bi, mi = select.batch_idx, select.slot_idx
+    masked = []
+    for b, (t, mask) in enumerate(zip(values.branches, masks)):
+        m = mask[bi, mi]
+        m = _expand_like(m.unsqueeze(-2) if b in (1, 2) else m, t)
+        masked.append(t.masked_fill(~m, -math.inf))
+    best = [t.amax(-1) for t in masked]
+    joint = (masked[0] + (best[1] + best[2])).amax(-1) + best[3]
+    per_sel = torch.where(torch.isfinite(joint), joint / 4.0, torch.zeros_like(joint))
+    per_task = _scatter_tasks(per_sel, select, deciding.shape)
+    return values.value + _over_tasks(per_task, deciding, values.task_sum)
 
 
 # --------------------------------------------------------------------------- joint values
@@ -654,14 +840,63 @@ class DQNLearner:
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.learning_rate)
         self.n_updates = 0
 
+    @property
+    def _sparse(self) -> bool:
+        return self.q.sparse_heads and self.config.graph_groups > 0
+
+    def _groups(self, batch: GraphBatch) -> list[tuple[Tensor, GraphBatch]]:
+        return [
+            (rows, compact_graph_batch(batch, rows, self.q.n_nodes))
+            for rows in size_groups(batch.node_mask, self.config.graph_groups)
+        ]
+
+    def joint_value(self, net: CerlQNetwork, batch: GraphBatch, actions: Tensor) -> Tensor:
+        """``joint_q(net(batch), actions, batch.deciding)`` (differentiable when grad is on).
+
+        With :attr:`GcnDqnConfig.graph_groups` > 0 and node-conditional heads the states are
+        evaluated in size groups with their padding trimmed and the heads scored only at the
+        deciding slots and the actions' nodes (same numbers up to float32 rounding).
+        """
+        if not self._sparse:
+            return joint_q(net(batch), actions, batch.deciding)
+        rows_all, parts = [], []
+        for rows, g in self._groups(batch):
+            sel = deciding_selection(g.deciding, actions[rows])
+            parts.append(joint_q_selected(net(g, sel), actions[rows], g.deciding, sel))
+            rows_all.append(rows)
+        return torch.cat(parts, -1)[..., torch.argsort(torch.cat(rows_all))]
+
+    def branch_values(self, net: CerlQNetwork, batch: GraphBatch) -> BranchValues:
+        """``net(batch)`` for decoding; with sparse heads (see :meth:`joint_value`) the block /
+        share values of non-deciding task slots are 0 (the decoder never reads them: such a
+        slot has a single valid action)."""
+        if not self._sparse:
+            return net(batch)
+        n_b, n_m = batch.deciding.shape
+        value = batch.x.new_zeros(n_b)
+        full: list[Tensor] | None = None
+        for rows, g in self._groups(batch):
+            sel = deciding_selection(g.deciding)
+            out = net(g, sel)
+            value[rows] = out.value
+            if full is None:
+                full = [t.new_zeros(n_b, n_m, *t.shape[1:]) for t in out.branches]
+            for f, t in zip(full, out.branches):
+                f[rows[sel.batch_idx], sel.slot_idx] = t
+        assert full is not None
+        return BranchValues(value, tuple(full), None, None, self.q.task_sum)  # type: ignore[arg-type]
+
     def td_target(self, sample: ReplaySample, next_batch: GraphBatch | None = None) -> Tensor:
         """``r + gamma (1 - terminated) Q'(s', argmax-decoded by the online net)`` (eq. (17))."""
         nb = graph_batch(sample.next_obs) if next_batch is None else next_batch
         with torch.no_grad():
             a_star = greedy_actions(
-                self.decoder, sample.next_obs, self.q(nb), self.config.greedy_decoding == "joint"
+                self.decoder,
+                sample.next_obs,
+                self.branch_values(self.q, nb),
+                self.config.greedy_decoding == "joint",
             )
-            q_next = joint_q(self.q_target(nb), torch.from_numpy(a_star), nb.deciding)
+            q_next = self.joint_value(self.q_target, nb, torch.from_numpy(a_star))
             r = torch.from_numpy(sample.rewards)
             done = torch.from_numpy(sample.terminated)
             if sample.discount is None:
@@ -672,7 +907,7 @@ class DQNLearner:
         """TD loss of a minibatch (eq. (18)), differentiable in the online parameters."""
         y = self.td_target(sample)
         b = graph_batch(sample.obs)
-        q_sa = joint_q(self.q(b), torch.from_numpy(sample.actions.astype(np.int64)), b.deciding)
+        q_sa = self.joint_value(self.q, b, torch.from_numpy(sample.actions.astype(np.int64)))
         if self.config.loss == "huber":
             return nn.functional.smooth_l1_loss(q_sa, y)
         return nn.functional.mse_loss(q_sa, y)
