@@ -58,16 +58,15 @@ from edgerl.cerl.dqn import (
     GcnDqnAgentBase,
     GcnDqnConfig,
     GraphBatch,
-    compact_graph_batch,
     deciding_selection,
     flat_params,
     graph_batch,
     greedy_actions,
+    grouped_batches,
     joint_q,
     joint_q_selected,
     masked_branch_max,
     masked_branch_max_selected,
-    size_groups,
     union_mask_tensors,
 )
 from edgerl.rl.cem import SeparableCEM
@@ -181,18 +180,11 @@ def population_fitness(
     n_states = actions.shape[0]
 
     def parts(batch: GraphBatch, acts: Tensor | None) -> list[tuple[Tensor, GraphBatch, Any]]:
-        if groups < 1:
-            pieces = [(torch.arange(n_states), batch)]
-        else:
-            pieces = [
-                (rows, compact_graph_batch(batch, rows, net.n_nodes))
-                for rows in size_groups(batch.node_mask, groups)
-            ]
         return [
             (rows, g, deciding_selection(g.deciding, None if acts is None else acts[rows]))
             if sparse
             else (rows, g, None)
-            for rows, g in pieces
+            for rows, g in grouped_batches(batch, net.n_nodes, groups)
         ]
 
     now_parts = parts(b, actions)

@@ -103,6 +103,7 @@ __all__ = [
     "flat_params",
     "graph_batch",
     "greedy_actions",
+    "grouped_batches",
     "is_conditional",
     "joint_q",
     "joint_q_selected",
@@ -397,6 +398,15 @@ def size_groups(node_mask: Tensor, groups: int) -> list[Tensor]:
     """
     order = torch.argsort(node_mask.sum(-1), stable=True)
     return [g for g in torch.tensor_split(order, max(1, min(groups, order.shape[0]))) if len(g)]
+
+
+def grouped_batches(batch: GraphBatch, n_nodes: int, groups: int) -> list[tuple[Tensor, GraphBatch]]:
+    """``(rows, sub-batch)`` pairs covering a batch: ``groups`` size groups
+    (:func:`size_groups`), each trimmed by :func:`compact_graph_batch`; ``groups < 1`` gives
+    the whole padded batch as one part."""
+    if groups < 1:
+        return [(torch.arange(batch.node_mask.shape[0]), batch)]
+    return [(rows, compact_graph_batch(batch, rows, n_nodes)) for rows in size_groups(batch.node_mask, groups)]
 
 
 def _gather_rows(h: Tensor, idx: Tensor) -> Tensor:
@@ -845,10 +855,7 @@ class DQNLearner:
         return self.q.sparse_heads and self.config.graph_groups > 0
 
     def _groups(self, batch: GraphBatch) -> list[tuple[Tensor, GraphBatch]]:
-        return [
-            (rows, compact_graph_batch(batch, rows, self.q.n_nodes))
-            for rows in size_groups(batch.node_mask, self.config.graph_groups)
-        ]
+        return grouped_batches(batch, self.q.n_nodes, self.config.graph_groups)
 
     def joint_value(self, net: CerlQNetwork, batch: GraphBatch, actions: Tensor) -> Tensor:
         """``joint_q(net(batch), actions, batch.deciding)`` (differentiable when grad is on).
@@ -899,9 +906,8 @@ class DQNLearner:
             q_next = self.joint_value(self.q_target, nb, torch.from_numpy(a_star))
             r = torch.from_numpy(sample.rewards)
             done = torch.from_numpy(sample.terminated)
-            if sample.discount is None:
-                return r + self.config.gamma * (1.0 - done) * q_next
-            return r + torch.from_numpy(sample.discount) * (1.0 - done) * q_next
+            disc = self.config.gamma if sample.discount is None else torch.from_numpy(sample.discount)
+            return r + disc * (1.0 - done) * q_next
 
     def loss(self, sample: ReplaySample) -> Tensor:
         """TD loss of a minibatch (eq. (18)), differentiable in the online parameters."""

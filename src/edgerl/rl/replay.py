@@ -238,14 +238,21 @@ class DictReplayBuffer:
         Raises:
             InputError: When the buffer holds no sampleable transition.
         """
+        _, rows, envs, _ = self._draw(batch_size, rng)
+        return self._gather(rows, envs)
+
+    def _draw(
+        self, batch_size: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Uniform draw of sampleable transitions: ``(age, rows, envs, n_rows)``, with ``age``
+        the complete rows after the oldest one and ``n_rows`` the complete rows stored."""
         n_rows = self._stored_rows - 1
         if n_rows < 1:
             raise InputError("replay sample: the buffer holds no complete transition yet")
         oldest = self._pos if self._written >= self.rows else 0
         flat = rng.integers(0, n_rows * self.num_envs, size=int(batch_size))
-        rows = (oldest + flat // self.num_envs) % self.rows
-        envs = flat % self.num_envs
-        return self._gather(rows, envs)
+        age = flat // self.num_envs
+        return age, (oldest + age) % self.rows, flat % self.num_envs, n_rows
 
     def sample_n_step(
         self, batch_size: int, rng: np.random.Generator, n_step: int, gamma: float
@@ -264,14 +271,7 @@ class DictReplayBuffer:
         """
         if int(n_step) < 1:
             raise InputError(f"n_step must be >= 1, got {n_step}")
-        n_rows = self._stored_rows - 1
-        if n_rows < 1:
-            raise InputError("replay sample: the buffer holds no complete transition yet")
-        oldest = self._pos if self._written >= self.rows else 0
-        flat = rng.integers(0, n_rows * self.num_envs, size=int(batch_size))
-        age = flat // self.num_envs  # complete rows after the oldest one
-        rows = (oldest + age) % self.rows
-        envs = flat % self.num_envs
+        age, rows, envs, n_rows = self._draw(batch_size, rng)
         ret = self._rewards[rows, envs].astype(np.float64)
         last = rows.copy()
         k = np.ones(rows.shape[0], dtype=np.int64)
@@ -285,34 +285,35 @@ class DictReplayBuffer:
             last = np.where(live, r, last)
             k = k + live
             live &= ~self._ended[r, envs]
-        end = self._gather(last, envs)
-        return ReplaySample(
-            obs=self._decode({key: v[rows, envs] for key, v in self._obs.items()}),
-            actions=self._act_codec.decode(self._actions[rows, envs]),
-            rewards=ret.astype(np.float32),
-            terminated=end.terminated,
-            next_obs=end.next_obs,
-            rows=rows,
-            envs=envs,
-            discount=(float(gamma) ** k).astype(np.float32),
-        )
+        return self._gather(rows, envs, last, ret.astype(np.float32), (float(gamma) ** k).astype(np.float32))
 
-    def _gather(self, rows: np.ndarray, envs: np.ndarray) -> ReplaySample:
-        nxt = (rows + 1) % self.rows
+    def _gather(
+        self,
+        rows: np.ndarray,
+        envs: np.ndarray,
+        last: np.ndarray | None = None,
+        rewards: np.ndarray | None = None,
+        discount: np.ndarray | None = None,
+    ) -> ReplaySample:
+        """Transitions starting at ``rows``; the next state and its flag are those after row
+        ``last`` (default ``rows``), the rewards ``rewards`` (default the rows' own)."""
+        last = rows if last is None else last
+        nxt = (last + 1) % self.rows
         obs = self._decode({k: v[rows, envs] for k, v in self._obs.items()})
         next_store = {k: v[nxt, envs].copy() for k, v in self._obs.items()}
-        for i in np.flatnonzero(self._ended[rows, envs]):
-            final = self._final[int(rows[i])][int(envs[i])]
+        for i in np.flatnonzero(self._ended[last, envs]):
+            final = self._final[int(last[i])][int(envs[i])]
             for k in next_store:
                 next_store[k][i] = final[k]
         return ReplaySample(
             obs=obs,
             actions=self._act_codec.decode(self._actions[rows, envs]),
-            rewards=self._rewards[rows, envs].copy(),
-            terminated=self._terminated[rows, envs].copy(),
+            rewards=self._rewards[rows, envs].copy() if rewards is None else rewards,
+            terminated=self._terminated[last, envs].copy(),
             next_obs=self._decode(next_store),
             rows=rows,
             envs=envs,
+            discount=discount,
         )
 
     def nbytes(self) -> int:
