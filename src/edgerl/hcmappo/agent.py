@@ -59,7 +59,16 @@ once per copy and to the user's own entries per user; likewise the global state 
 This is the same function as one linear layer on the concatenation. The critics do not act,
 so the rollout only stores their inputs and evaluates them in one batch per critic at its end
 (the parameters do not change during a rollout). Most of an iteration is the PPO update,
-whose cost is proportional to ``ppo_epochs``.
+whose cost is proportional to ``ppo_epochs``. The following change no number (each is tested
+to give bitwise the values of the plain code): the rollout runs in ``torch.inference_mode``
+and reads each phase's observation from the previous step's return; categorical heads use
+:class:`MaskedCategorical` (the library distribution's arithmetic without its argument
+checks, which cost more than the arithmetic on a rollout step's few rows); the deployment
+update builds the teacher-forcing inputs and masks once for all passes
+(:meth:`DeployPolicy.teacher_inputs`), the allocation update its critic's pooled inputs once;
+Adam steps all tensors of a group together (``foreach``). What remains is arithmetic: linear
+layers and their gradients, ``tanh``, and the GRU cell of the deployment rollout, whose steps
+are sequential.
 """
 
 from __future__ import annotations
@@ -91,6 +100,7 @@ from edgerl.hcmappo.config import HcConfig, make_config
 from edgerl.hcmappo.env import HcEnv
 from edgerl.rl.attention import QueryKeyScores, SetEncoder, masked_softmax
 from edgerl.rl.onpolicy import (
+    MASKED_LOGIT,
     LagrangeMultiplier,
     ValueNorm,
     clipped_value_loss,
@@ -109,6 +119,7 @@ __all__ = [
     "CHECKPOINT_KIND",
     "METHODS",
     "AllocPolicy",
+    "MaskedCategorical",
     "DeployPolicy",
     "HcAgent",
     "HcAgentConfig",
@@ -334,8 +345,55 @@ def _ortho(layer: nn.Linear, gain: float) -> nn.Linear:
 _TANH_GAIN = nn.init.calculate_gain("tanh")
 
 
+class MaskedCategorical:
+    """Masked categorical distribution with the arithmetic of :func:`masked_categorical`.
+
+    The same operations in the same order as ``masked_categorical(logits, mask)`` (invalid
+    actions at :data:`~edgerl.rl.onpolicy.MASKED_LOGIT`, then
+    ``torch.distributions.Categorical``): normalised logits ``z - logsumexp(z)``, ``probs =
+    softmax`` of those, ``log_prob`` a gather, ``entropy = -sum(clamp(logits) probs)``; so every
+    number, and its gradient, is bitwise that of the library object. It skips the
+    distribution's argument validation, which costs more than the arithmetic at the sizes of
+    a rollout step; a row with no valid action is still refused when ``check`` is set.
+
+    Args:
+        logits: ``(..., n_actions)`` unnormalised log-probabilities.
+        mask: ``(..., n_actions)`` bool, true where the action is allowed.
+        check: Raise :class:`InputError` when some row allows no action (callers whose masks
+            always allow one, by construction, pass False).
+    """
+
+    __slots__ = ("_probs", "logits")
+
+    def __init__(self, logits: Tensor, mask: Tensor, check: bool = True) -> None:
+        if mask.dtype != torch.bool:
+            mask = mask != 0
+        if check and not bool(mask.any(-1).all()):
+            masked_categorical(logits, mask)  # raises its InputError naming the rows
+        fill = max(MASKED_LOGIT, torch.finfo(logits.dtype).min / 2)
+        z = torch.where(mask, logits, logits.new_tensor(fill))
+        self.logits = z - z.logsumexp(dim=-1, keepdim=True)
+        self._probs: Tensor | None = None
+
+    @property
+    def probs(self) -> Tensor:
+        """Probabilities ``(..., n_actions)`` (softmax of the normalised logits)."""
+        if self._probs is None:
+            self._probs = F.softmax(self.logits, dim=-1)
+        return self._probs
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log-probability of the actions ``value`` (the batch shape of the logits)."""
+        return self.logits.gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> Tensor:
+        """Entropy per row."""
+        logits = torch.clamp(self.logits, min=torch.finfo(self.logits.dtype).min)
+        return -(logits * self.probs).sum(-1)
+
+
 def _sample_categorical(
-    dist: torch.distributions.Categorical, gen: torch.Generator | None
+    dist: torch.distributions.Categorical | MaskedCategorical, gen: torch.Generator | None
 ) -> Tensor:
     probs = dist.probs
     flat = probs.reshape(-1, probs.shape[-1])
@@ -459,14 +517,14 @@ class UserActor(nn.Module):
         score = self.score_out(
             torch.tanh(self.score_ctx(h).unsqueeze(-2) + self.score_feat(feats))
         ).squeeze(-1)
-        d_srv = masked_categorical(self.server_head(h) + score, server_mask)
+        d_srv = MaskedCategorical(self.server_head(h) + score, server_mask)
         if server is None:
             server = d_srv.logits.argmax(-1) if deterministic else _sample_categorical(d_srv, gen)
         onehot = F.one_hot(server, self.n_servers).to(h.dtype)
         chosen = feats.gather(
             -2, server[..., None, None].expand(*server.shape, 1, feats.shape[-1])
         ).squeeze(-2)
-        d_spl = masked_categorical(self.split_head(torch.cat([h, onehot, chosen], -1)), split_mask)
+        d_spl = MaskedCategorical(self.split_head(torch.cat([h, onehot, chosen], -1)), split_mask)
         if split is None:
             split = d_spl.logits.argmax(-1) if deterministic else _sample_categorical(d_spl, gen)
         logp = d_srv.log_prob(server) + d_spl.log_prob(split)
@@ -596,6 +654,10 @@ class DeployPolicy(nn.Module):
         logp = torch.zeros(n)
         ent = torch.zeros(n)
         count = torch.zeros(n)
+        zero = torch.zeros(n)
+        no_action = torch.full((n,), -1, dtype=torch.long)
+        # Ended rows get a harmless mask (action 0 allowed); their draws are discarded below.
+        ended_mask = F.one_hot(torch.zeros(n, dtype=torch.long), self.n_actions).bool()
         hs = []
         for t in range(steps):
             mask = self.step_mask(selected, used, size)
@@ -613,16 +675,13 @@ class DeployPolicy(nn.Module):
             )
             h = hx
             hs.append(h)
-            # Ended rows get a harmless mask; their draws are discarded below.
-            row_mask = torch.where(
-                active.unsqueeze(-1), mask, F.one_hot(torch.zeros_like(prev), self.n_actions).bool()
-            )
-            dist = masked_categorical(self.logits(h), row_mask)
+            row_mask = torch.where(active.unsqueeze(-1), mask, ended_mask)
+            dist = MaskedCategorical(self.logits(h), row_mask, check=False)
             a = dist.logits.argmax(-1) if deterministic else _sample_categorical(dist, gen)
-            logp = logp + torch.where(active, dist.log_prob(a), torch.zeros_like(logp))
-            ent = ent + torch.where(active, dist.entropy(), torch.zeros_like(ent))
+            logp = logp + torch.where(active, dist.log_prob(a), zero)
+            ent = ent + torch.where(active, dist.entropy(), zero)
             count = count + active.float()
-            actions[:, t] = torch.where(active, a, torch.full_like(a, -1))
+            actions[:, t] = torch.where(active, a, no_action)
             masks[:, t] = mask & active.unsqueeze(-1)
             selected, used = self.advance(selected, used, size, a, active)
             prev = torch.where(active, a, prev)
@@ -642,20 +701,19 @@ class DeployPolicy(nn.Module):
             masks=masks,
         )
 
-    def evaluate(
-        self, obs: Tensor, size: Tensor, actions: Tensor, state: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Log-probability, mean step entropy, value and masks of given action sequences.
+    def teacher_inputs(self, size: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """GRU inputs and step masks of given action sequences (they depend on no parameter).
 
-        The masks are rebuilt with :meth:`step_mask` / :meth:`advance` from the actions, and
-        the GRU runs over the whole sequence at once (teacher forcing).
+        Rebuilt with :meth:`step_mask` / :meth:`advance` from the actions, in the order
+        :meth:`sample` applied them. Each row's entries depend on that row alone, so the
+        inputs of a whole update can be built once and indexed per minibatch.
 
         Args:
-            obs: (N, D). size: (N, I) float64. actions: (N, S) from :meth:`sample`.
-            state: (N, Ds) for the centralised value.
+            size: (N, I) float64. actions: (N, S) from :meth:`sample`.
 
         Returns:
-            ``(log_prob (N,), entropy (N,), value (N,), masks (N, S, I + stop))``.
+            ``(inputs (N, L, 2 I + 1) float32, masks (N, L, I + stop) bool)`` over the first
+            ``L = max(1, longest sequence)`` steps; masks are False after a row's end.
         """
         n, n_i = size.shape
         length = int((actions >= 0).sum(1).max().item()) if actions.numel() else 0
@@ -673,14 +731,47 @@ class DeployPolicy(nn.Module):
             masks.append(mask & active.unsqueeze(-1))
             selected, used = self.advance(selected, used, size, a, active)
             prev = torch.where(active, a, prev)
-        out, _ = self.gru(torch.stack(inputs, 1), self.encode(obs).unsqueeze(0))
-        m = torch.stack(masks, 1)
+        return torch.stack(inputs, 1), torch.stack(masks, 1)
+
+    def evaluate(
+        self,
+        obs: Tensor,
+        size: Tensor,
+        actions: Tensor,
+        state: Tensor | None = None,
+        *,
+        prepared: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Log-probability, mean step entropy, value and masks of given action sequences.
+
+        The masks are rebuilt with :meth:`step_mask` / :meth:`advance` from the actions
+        (:meth:`teacher_inputs`), and the GRU runs over the whole sequence at once (teacher
+        forcing).
+
+        Args:
+            obs: (N, D). size: (N, I) float64. actions: (N, S) from :meth:`sample`.
+            state: (N, Ds) for the centralised value.
+            prepared: ``teacher_inputs(size, actions)`` of these rows, possibly built for a
+                larger set of rows and indexed (extra steps past the longest sequence here
+                are cut); None builds them.
+
+        Returns:
+            ``(log_prob (N,), entropy (N,), value (N,), masks (N, S, I + stop))``.
+        """
+        n = size.shape[0]
+        length = int((actions >= 0).sum(1).max().item()) if actions.numel() else 0
+        length = max(length, 1)
+        acts = actions[:, :length]
+        if prepared is None:
+            prepared = self.teacher_inputs(size, actions)
+        inputs, m = prepared[0][:, :length], prepared[1][:, :length]
+        out, _ = self.gru(inputs, self.encode(obs).unsqueeze(0))
         valid = acts >= 0
         # Rows after their end get a harmless mask; their terms are zeroed.
         safe = torch.where(
             valid.unsqueeze(-1), m, F.one_hot(torch.zeros_like(acts), self.n_actions).bool()
         )
-        dist = masked_categorical(self.logits(out), safe)
+        dist = MaskedCategorical(self.logits(out), safe, check=False)
         vf = valid.float()
         logp = (dist.log_prob(acts.clamp_min(0)) * vf).sum(1)
         count = vf.sum(1).clamp_min(1.0)
@@ -889,6 +980,7 @@ class HcAgent:
             needs_compute=env.layouts["alloc_user"]["needs_compute"].start,
             size_fraction=env.layouts["deploy"]["size_fraction"],
         )
+        self._user_local_idx = torch.as_tensor(self._lay.user_local)
         n_local = len(self._lay.user_local)
         n_dep = dep.stop - dep.start
         d_state = env.obs_dims["state"]
@@ -954,13 +1046,18 @@ class HcAgent:
                     for p in m.parameters()
                 ],
                 lr=cfg.lr,
+                foreach=True,
             )
         }
         if self.deploy_policy is not None:
-            self.optimizers["deploy"] = torch.optim.Adam(self.deploy_policy.parameters(), lr=cfg.lr)
+            self.optimizers["deploy"] = torch.optim.Adam(
+                self.deploy_policy.parameters(), lr=cfg.lr, foreach=True
+            )
         if self.alloc_policy is not None and self.alloc_critic is not None:
             self.optimizers["alloc"] = torch.optim.Adam(
-                [*self.alloc_policy.parameters(), *self.alloc_critic.parameters()], lr=cfg.lr
+                [*self.alloc_policy.parameters(), *self.alloc_critic.parameters()],
+                lr=cfg.lr,
+                foreach=True,
             )
         if cfg.lagrangian:
             self.lagrange = LagrangeMultiplier(
@@ -1015,7 +1112,7 @@ class HcAgent:
 
     def _user_inputs(self, user_obs: np.ndarray) -> tuple[Tensor, Tensor]:
         o = torch.as_tensor(user_obs)
-        local = o[..., torch.as_tensor(self._lay.user_local)]
+        local = o[..., self._user_local_idx]
         dep = o[..., 0, self._lay.user_dep]
         return local, dep
 
@@ -1206,9 +1303,12 @@ class HcAgent:
         stats: list[dict[str, np.ndarray]] = []
         slots = env.config.episode_slots * cfg.episodes_per_iteration
         done_slots = 0
+        # Every step returns the observation of the phase that acts next, so the loop reads
+        # it from there instead of building it again (the first one of the rollout aside).
+        nxt: Mapping[str, np.ndarray] = {}
         while done_slots < slots:
             if env.phase == "deploy":
-                o = env.observe()
+                o = nxt if "deploy_obs" in nxt else env.observe()
                 state = env.state() if central else None
                 x, s = self._act_deploy(o["deploy_obs"], state, False, self._lru)
                 if s is not None:
@@ -1221,9 +1321,9 @@ class HcAgent:
                     d["v"].append(s.value)
                     d["rew"].append(np.zeros((env.num_envs, env.n_servers)))
                     d["done"].append(np.zeros(env.num_envs, dtype=bool))
-                env.step_deploy(x)
+                nxt = env.step_deploy(x).obs
             # user phase
-            o = env.observe()
+            o = nxt if "user_obs" in nxt else env.observe()
             state_u = torch.as_tensor(env.state()) if central else None
             server, split, logp, local, dep = self._act_user(o, False, self._lru)
             u["local"].append(local)
@@ -1234,9 +1334,9 @@ class HcAgent:
             u["server"].append(server)
             u["split"].append(split)
             u["logp"].append(logp)
-            env.step_user(server.numpy(), split.numpy())
+            nxt = env.step_user(server.numpy(), split.numpy()).obs
             # allocation phase
-            o = env.observe()
+            o = nxt if "alloc_obs" in nxt else env.observe()
             w, extra = self._act_alloc(o, deterministic=False)
             if extra is not None:
                 users, glob, valid, lat, alogp = extra
@@ -1248,6 +1348,7 @@ class HcAgent:
                 a["lat"].append(lat)
                 a["logp"].append(alogp)
             step = env.step_alloc(w[:, :, 0], w[:, :, 1])
+            nxt = step.obs
             trunc = step.truncated
             u["rew"].append(step.rewards["user"])
             u["cost"].append(step.costs["user"])
@@ -1428,17 +1529,15 @@ class HcAgent:
         has = valid.any(-1).any(-1)
         adv = normalize_advantages(torch.as_tensor(adv_np).float().reshape(g, j), has)
         v_old, tgt = v_old.reshape(g, j), tgt.reshape(g, j)
+        # The critic's pooled inputs are row-wise functions of the data: built once.
+        crit_local = self._alloc_critic_local(users, glob, valid[..., 1, :])
         logs: dict[str, list[float]] = {"alloc_policy_loss": [], "alloc_value_loss": []}
         for _ in range(cfg.ppo_epochs):
             for mb in self._minibatches(g):
                 idx = torch.as_tensor(mb)
                 _, _, logp, ent, hs = self._alloc_run(users[idx], glob[idx], valid[idx], lat[idx])
                 pl = ppo_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip, mask=hs)
-                served = valid[idx][..., 1, :]
-                v = self.alloc_critic(
-                    self._alloc_critic_local(users[idx], glob[idx], served),
-                    state[idx] if state is not None else None,
-                )
+                v = self.alloc_critic(crit_local[idx], state[idx] if state is not None else None)
                 vl = self._value_loss(v, v_old[idx], tgt[idx])
                 ent_term = (ent * hs).sum() / hs.sum().clamp_min(1)
                 loss = pl - cfg.ent_alloc * ent_term + cfg.value_loss_coef * vl
@@ -1473,6 +1572,8 @@ class HcAgent:
         adv = normalize_advantages(torch.as_tensor(adv_np).float().reshape(-1))
         v_old, tgt = v_old.reshape(-1), tgt.reshape(-1)
         n = obs.shape[0]
+        # GRU inputs and masks depend on the actions alone: built once for every pass.
+        teach_in, teach_mask = self.deploy_policy.teacher_inputs(size, actions)
         logs: dict[str, list[float]] = {
             "deploy_policy_loss": [],
             "deploy_value_loss": [],
@@ -1482,7 +1583,11 @@ class HcAgent:
             for mb in self._minibatches(n):
                 idx = torch.as_tensor(mb)
                 logp, ent, v, _ = self.deploy_policy.evaluate(
-                    obs[idx], size[idx], actions[idx], state[idx] if state is not None else None
+                    obs[idx],
+                    size[idx],
+                    actions[idx],
+                    state[idx] if state is not None else None,
+                    prepared=(teach_in[idx], teach_mask[idx]),
                 )
                 pl = ppo_policy_loss(logp, logp_old[idx], adv[idx], cfg.clip)
                 vl = self._value_loss(v, v_old[idx], tgt[idx])
@@ -1523,7 +1628,9 @@ class HcAgent:
         for _ in range(int(iterations)):
             t0 = time.perf_counter()
             c0 = time.process_time()
-            with torch.no_grad():
+            # Inference mode: no autograd bookkeeping; the update only reads tensors stacked
+            # from the stored ones (new tensors), so none is saved for a backward pass.
+            with torch.inference_mode():
                 data, metrics = self._collect()
             t1 = time.perf_counter()
             info: dict[str, Any] = {
