@@ -13,8 +13,9 @@ One **generation** (= one training epoch of paper 002) runs the four stages of A
    size with the padding nodes trimmed, and the node-conditional heads scored only at the
    deciding task slots, which leaves the values unchanged up to float32 rounding). ``max_a'`` is the branch-wise maximum over each branch's
    valid values (:func:`~edgerl.cerl.dqn.masked_branch_max`, the BDQ target), and ``theta'_i``
-   is the individual's own target network: the parameters its slot held when targets were last
-   synced (every ``target_sync_generations`` = H generations, line 18). The top half are the
+   is the individual's own target network: a fresh draw's own parameters (``fresh_target``),
+   the injected RL individual's the RL target network, all synced to their online networks
+   every ``target_sync_generations`` = H generations (line 18). The top half are the
    elites; the mean and variance move toward them (eq. (15)).
 2. **Elite interaction** (line 7). The ``elite_actors`` best individuals act greedily (masked
    branch decoding) in their own environment copies; their transitions go to the shared replay
@@ -34,7 +35,11 @@ as an epoch of :class:`~edgerl.cerl.dqn.DDQNAgent` with ``n_envs = elite_actors 
 
 :meth:`CerlAgent.act` decides with the RL network (``act_network="rl"``, the network the
 population's elites feed with experience) or with the individual of best fitness of the last
-generation (``"best"``).
+generation (``"best"``); with ``select_every`` > 0 (:class:`~edgerl.cerl.dqn.GcnDqnConfig`),
+with the one of those networks, checked every ``select_every`` generations, that cost least on
+validation episodes.
+
+A freshly drawn individual's target network is its own draw (``fresh_target="own"``).
 """
 
 from __future__ import annotations
@@ -113,6 +118,19 @@ class CerlAgentConfig(GcnDqnConfig):
     damp_tau: float = Field(0.95, ge=0.0, le=1.0)
     """Decay factor of the variance floor per generation."""
 
+    var_max: float | None = Field(1e-5, gt=0.0)
+    """Upper bound on the CEM variance of every parameter, at the start and after each update
+    (None: none, as eq. (15), whose epsilon I is only a lower bound; paper 002 gives no
+    value for either). The injected RL network ranks first most generations and the mean moves only
+    its log-rank weight (~0.14 of the way for 25 elites) toward it, so the mean lags the RL
+    network and the term lambda_1 (z_RL - mu_old)^2 of eq. (15) keeps the variance near the
+    square of that lag: at N = 10 the standard deviation grew from 0.032 to 0.07 per
+    parameter, as large as the weights themselves (rms 0.03-0.07), and the elites other than
+    the RL network acted like random networks (episode cost 400-800 against ~16 for the RL
+    network) while they filled half of the replay. With 1e-5 (standard deviation 0.003, a
+    tenth of the weights) the elites' episode costs came to 12-35 against the RL network's
+    14-31 (same run after epoch 10)."""
+
     antithetic: bool = True
     """Draw the population in mirrored pairs around the mean."""
 
@@ -123,7 +141,16 @@ class CerlAgentConfig(GcnDqnConfig):
 
     act_network: Literal["rl", "best"] = "rl"
     """Network used by act(): the RL network or the best-fitness individual of the last
-    generation."""
+    generation (with ``select_every`` > 0, the candidate of each deployment check)."""
+
+    fresh_target: Literal["own", "previous"] = "own"
+    """Target network theta'_i of an individual freshly drawn from N(mu, Sigma) (Algorithm 1,
+    line 3), on which its fitness (eq. (14)) is computed. 'own': its own parameters, i.e. the
+    hard update theta'_i <- theta_i of line 18 applied to the new draw, so the fitness is the
+    individual's own Bellman residual. 'previous': the parameters its slot held at the last
+    sync, i.e. an unrelated earlier draw: the fitness then mostly measures the distance
+    between two random networks (N = 10, seed 1: the individual of best fitness cost 346 and
+    189 on validation episodes at epochs 15 and 30, against 12 and 9 for the RL network)."""
 
     @model_validator(mode="after")
     def _check_batch(self) -> CerlAgentConfig:
@@ -249,6 +276,8 @@ class CerlAgent(GcnDqnAgentBase):
             antithetic=cfg.antithetic,
             seed=None if seed is None else int(seed) + 1,
         )
+        if cfg.var_max is not None:
+            self.cem.var.clamp_(max=cfg.var_max)
         self.population: Tensor | None = None
         self.population_targets: Tensor | None = None
         self.rl_slot: int | None = None
@@ -278,6 +307,9 @@ class CerlAgent(GcnDqnAgentBase):
         keep = self.rl_slot
         slots = [i for i in range(k) if i != keep]
         self.population[slots] = self.cem.sample(len(slots))
+        if self.config.fresh_target == "own":
+            assert self.population_targets is not None
+            self.population_targets[slots] = self.population[slots]
 
     def evaluate_population(self, sample: ReplaySample | None = None) -> Tensor:
         """Fitness (eq. (14)) of the current population on a replay minibatch of size J."""
@@ -356,6 +388,8 @@ class CerlAgent(GcnDqnAgentBase):
         assert self.population is not None
         fitness = self.evaluate_population()
         elite_idx = self.cem.update(self.population, fitness)
+        if cfg.var_max is not None:
+            self.cem.var.clamp_(max=cfg.var_max)
         fitness_s = time.perf_counter() - t0
         rl_fit = float(fitness[self.rl_slot]) if self.rl_slot is not None else math.nan
         rl_elite = self.rl_slot is not None and bool((elite_idx == self.rl_slot).any())
@@ -420,33 +454,40 @@ class CerlAgent(GcnDqnAgentBase):
             n_gen is None and self.num_timesteps < self._budget
         ):
             stats = self.run_generation()
+            self._end_epoch()
             done += 1
             info = {**stats, **self._epoch_info(start)}
             if callback is not None and callback(info) is False:
                 break
+        self._end_learn()
         return self
 
     # ------------------------------------------------------------------ acting and state
 
-    def _act_values(self, batch: GraphBatch) -> BranchValues:
+    def _candidate_params(self) -> Tensor:
         if self.config.act_network == "best" and self.best_params is not None:
-            out = population_call(self.q, self.best_params.unsqueeze(0), batch)
-            return BranchValues(
-                out.value[0],
-                tuple(t[0] for t in out.branches),  # type: ignore[arg-type]
-                None if out.share_scale is None else out.share_scale[0],
-                out.block_work,
-                out.task_sum,
-            )
+            return self.best_params.clone()
+        return flat_params(self.q)
+
+    def _act_values(self, batch: GraphBatch) -> BranchValues:
+        if self.selected_params is not None:
+            return self._values_of(self.selected_params, batch)
+        if self.config.act_network == "best" and self.best_params is not None:
+            return self._values_of(self.best_params, batch)
         return self.q(batch)
 
     def _extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"cem": self.cem.state_dict(), "generation": int(self.generation)}
+        state: dict[str, Any] = {
+            **super()._extra_state(),
+            "cem": self.cem.state_dict(),
+            "generation": int(self.generation),
+        }
         if self.best_params is not None:
             state["best_params"] = self.best_params.clone()
         return state
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        super()._load_extra_state(state)
         if "cem" in state:
             self.cem.load_state_dict(dict(state["cem"]))
         self.generation = int(state.get("generation", 0))
