@@ -3,7 +3,8 @@
 The stream: 900 frames at 30 FPS, 20 objects per frame in 3 classes moving at constant velocity
 (up to 3 px per frame, not stopped at the border), 50 detections per
 frame (the 20 objects with box noise plus 30 false positives), detector runtime samples around
-1.6 frames, shrinking-tail scheduling, with and without Kalman forecasting. Also: one minibatch
+1.6 frames, shrinking-tail scheduling, with and without Kalman forecasting, and with runtimes
+drawn as common random numbers (``KeyedDraws``: one seeded generator per run). Also: one minibatch
 update of the streaming bandit with one torch thread and with torch's default.
 
 Run: ``python benchmarks/bench_streaming.py [--out results.json] [--reference]``
@@ -21,6 +22,7 @@ from _common import report, time_ms
 from edgerl.streaming.forecast import KalmanForecaster
 from edgerl.streaming.sap import streaming_ap
 from edgerl.streaming.simulator import (
+    KeyedDraws,
     LazyDetectionCache,
     RuntimeProfile,
     ShrinkingTail,
@@ -103,6 +105,10 @@ def main() -> None:
             ),
             args.repeat, 1,
         )  # fmt: skip
+    res["simulate_plain_keyed_draws"] = time_ms(
+        lambda: simulate(N_FRAMES, FPS, fixed_policy("det"), cache, prof, ShrinkingTail(), KeyedDraws((0,))),
+        args.repeat, 1,
+    )  # fmt: skip
     # One output per frame (forecasting) is the heaviest case for the evaluation.
     outs = sims["forecast"].outputs
     res["n_outputs"] = len(outs)

@@ -122,7 +122,9 @@ def test_bad_names():
     paper = make_config("paper")
     assert paper.seeds == [0, 1, 2] and paper.train.epochs == 10 and paper.train.data.n_train_videos == 20
     # test videos on seeds never read while the preset's settings were chosen
-    assert paper.train.data.seeds("test") == [3_000_000, 3_000_001, 3_000_002, 3_000_003]
+    assert paper.train.data.seeds("test") == [4_000_000, 4_000_001, 4_000_002, 4_000_003]
+    # test (and validation) runtimes are common random numbers keyed by frame and configuration
+    assert paper.train.common_runtime_draws and not make_config("quick").train.common_runtime_draws
     # conservative deviation: tau = inf (the static expert itself) is always a candidate
     taus = paper.train.deviation_thresholds
     assert taus is not None and math.inf in taus and -math.inf in taus and paper.train.val_repeats == 2

@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "StreamOutput": "sap",
     "streaming_ap": "sap",
     "RuntimeProfile": "simulator",
+    "KeyedDraws": "simulator",
     "ModifiedShrinkingTail": "simulator",
     "simulate": "simulator",
     "KalmanForecaster": "forecast",

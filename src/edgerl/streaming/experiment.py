@@ -24,8 +24,11 @@ i.e. 0.5x and 0.75x native; at 720 native that is 360 and 540, so the defaults a
 nearest grid scale to 540 (560), each with top-k 1000 (Faster R-CNN's default proposal count).
 
 Every method sees the same test videos and, for a given seed, the same runtime draws
-(generator ``(seed, 7, video index)``); learned methods get the same training videos and
-epochs. By default the bandits' R2 measures the advantage over the static expert
+(generator ``(seed, 7, video index)``); with ``train.common_runtime_draws`` (on in the paper
+preset) these are common random numbers keyed by frame and configuration
+(:class:`~edgerl.streaming.simulator.KeyedDraws`), so two methods that run the same
+configuration on the same frame see the same runtime even after their schedules have parted.
+Learned methods get the same training videos and epochs. By default the bandits' R2 measures the advantage over the static expert
 (``r2_fixed_policy``), and the greedy test policy deviates from that fixed policy only where
 the predicted advantage exceeds a threshold chosen on held-out training videos (conservative
 deviation, ``train.deviation_thresholds``; :class:`~edgerl.streaming.policies.BanditPolicy`).
@@ -35,9 +38,10 @@ Paper preset: 20 training videos cut into scenes of 30-75 frames
 learning (``train.val_videos``) and pick the bandit's epoch among epochs 5-10
 (``train.select_from_epoch``) and then the deviation threshold, each validation run with two
 runtime draws per video (``train.val_repeats``); R2's fixed run uses the bandit's runtime draws
-(``train.r2_common_draws``); the static expert is chosen on all 20 training videos; the test
-videos start at seed 3,000,000 (``train.data.test_seed_start``), seeds never read while any
-setting was chosen. Every setting of the preset was chosen on held-out training videos; no
+(``train.r2_common_draws``); validation and test runtimes are common random numbers
+(``train.common_runtime_draws``); the static expert is chosen on all 20 training videos; the
+test videos start at seed 4,000,000 (``train.data.test_seed_start``), seeds never read while
+any setting was chosen. Every setting of the preset was chosen on held-out training videos; no
 choice reads the test videos, except the ``oracle`` diagnostic. Results go to ``NAME.csv`` (per
 method, seed and video, plus pooled rows), ``NAME.png`` (sAP per method and the configurations
 the bandit picks over time on the first test video) and ``summary.json``.
@@ -197,8 +201,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "val_repeats": 2,
             "select_from_epoch": 5,
             "r2_common_draws": True,
+            "common_runtime_draws": True,
             "deviation_thresholds": [-math.inf, 0.0, 0.02, 0.05, 0.1, 0.2, 0.5, math.inf],
-            "data": {"train_scene_frames": [30, 75], "n_train_videos": 20, "test_seed_start": 3_000_000},
+            "data": {"train_scene_frames": [30, 75], "n_train_videos": 20, "test_seed_start": 4_000_000},
         },
     },
 }
@@ -237,7 +242,16 @@ def _sub_setup(setup: StreamSetup, grid: ConfigGrid, train: StreamTrainConfig, s
     runtimes = setup.dataset.runtime_profile(grid, sf, slowdowns or train.slowdowns)
     if train.switch_cost_ms > 0:
         runtimes = SwitchingRuntimes(runtimes, train.switch_cost_ms / 1e3)
-    return StreamSetup(setup.dataset, grid, runtimes, setup.models, setup.context_data)
+    return StreamSetup(setup.dataset, grid, runtimes, setup.models, setup.context_data, train.common_runtime_draws)
+
+
+def _base_setup(dataset: StreamDataset, grid: ConfigGrid, train: StreamTrainConfig, models: Any, context_data: dict[str, Any]) -> StreamSetup:
+    """The experiment's setup on the nominal platform: runtimes of ``grid`` (with the switching
+    cost of ``train``) and ``train.common_runtime_draws`` for every test run."""
+    base = StreamSetup(dataset, grid, dataset.runtime_profile(grid, train.speed_factor, train.slowdowns), models, context_data, train.common_runtime_draws)
+    if train.switch_cost_ms > 0:
+        base = _sub_setup(base, grid, train)
+    return base
 
 
 def _time_sap_900(video: StreamVideo, result: SimResult, n: int = 900) -> float:
@@ -626,9 +640,7 @@ def run_experiment(
     data_s = dataset.build_s
     say(f"data ready in {data_s:.1f} s; fitting the context models")
     models, context_data = fit_context_models(dataset.train, grid, seed=cfg.seeds[0], every_frames=train.context_every_frames)
-    base = StreamSetup(dataset, grid, dataset.runtime_profile(grid, train.speed_factor, train.slowdowns), models, context_data)
-    if train.switch_cost_ms > 0:
-        base = _sub_setup(base, grid, train)
+    base = _base_setup(dataset, grid, train, models, context_data)
     run = _Runner(rows, say)
     extra: dict[str, Any] = {}
     plot_grid = grid

@@ -59,6 +59,7 @@ from edgerl.streaming.forecast import KalmanConfig, KalmanForecaster
 from edgerl.streaming.sap import SAP_KEYS, coco_ap, match_outputs
 from edgerl.streaming.simulator import (
     IdleFree,
+    KeyedDraws,
     ModifiedShrinkingTail,
     PolicyContext,
     RuntimeProfile,
@@ -625,10 +626,13 @@ def run_policy(
     policy: StreamPolicy,
     video: StreamVideo,
     runtimes: RuntimeProfile,
-    rng: np.random.Generator,
+    rng: np.random.Generator | KeyedDraws,
     tracker_scale_px: float = 480.0,
 ) -> SimResult:
     """Simulate one video under a policy (its scheduler and forecasting switch).
+
+    ``rng`` draws the runtimes: a generator (drawn in run order) or :class:`KeyedDraws`
+    (common random numbers keyed by frame and configuration).
 
     Configurations with a tracker stride above 1 run :class:`LightTracker` steps at
     ``tracker_scale_px`` between detector runs.

@@ -6,7 +6,10 @@ must pick a frame (or wait for the next one), and the result is only useful from
 delivered (see :mod:`edgerl.streaming.sap`). The simulator replays that on a virtual clock:
 
 * runtimes are drawn from per-configuration empirical samples (:class:`RuntimeProfile`), divided
-  by a ``speed_factor`` when a slower machine stands in for the target;
+  by a ``speed_factor`` when a slower machine stands in for the target; the draws come either
+  from one generator in the order of the runs, or (common random numbers, :class:`KeyedDraws`)
+  from a generator keyed by the frame index and the configuration, so that two policies that
+  run the same configuration on the same frame see the same runtime whatever ran before;
 * detections come from per-frame results computed once per configuration
   (:class:`DictDetectionCache`, :class:`LazyDetectionCache`);
 * before every detector run a ``policy`` callable picks the configuration (a bandit can switch at
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -45,6 +49,7 @@ from edgerl.vision.metrics import GroundTruth
 
 __all__ = [
     "RuntimeProfile",
+    "KeyedDraws",
     "DetectionCache",
     "DictDetectionCache",
     "LazyDetectionCache",
@@ -178,6 +183,40 @@ class RuntimeProfile:
         if "samples_s" not in data:
             raise InputError("RuntimeProfile.from_dict: field 'samples_s' is required")
         return cls(data["samples_s"], float(data.get("speed_factor", 1.0)))
+
+
+class KeyedDraws:
+    """Common random numbers for the runtimes of one stream.
+
+    The runtime of configuration ``c`` on frame ``i`` is drawn from a generator seeded
+    ``(*key, i, crc32(c))``: it depends on nothing that ran before, so two policies that run
+    ``c`` on frame ``i`` of the same stream (same ``key``) get the same runtime, however their
+    schedules differed until then. With one generator consumed in run order instead, the draws
+    of two policies part at their first difference and never realign. The object holds no state;
+    it can serve any number of runs.
+
+    Args:
+        key: Non-negative integers naming the stream (e.g. seed, purpose, video index).
+
+    Raises:
+        InputError: An empty key or a negative entry.
+    """
+
+    def __init__(self, key: Sequence[int]) -> None:
+        k = tuple(int(x) for x in key)
+        if not k or any(x < 0 for x in k):
+            raise InputError(f"KeyedDraws: key must be a non-empty sequence of integers >= 0, got {tuple(key)!r}")
+        self.key = k
+
+    def generator(self, config: str, frame_index: int) -> np.random.Generator:
+        """The generator of the runtime of ``config`` on frame ``frame_index`` (a fresh one per
+        call: the same pair always gives the same draws)."""
+        if frame_index < 0:
+            raise InputError(f"KeyedDraws.generator: frame_index must be >= 0, got {frame_index}")
+        return np.random.default_rng([*self.key, int(frame_index), zlib.crc32(config.encode("utf-8"))])
+
+    def __repr__(self) -> str:
+        return f"KeyedDraws(key={self.key!r})"
 
 
 @runtime_checkable
@@ -536,7 +575,7 @@ def simulate(
     cache: DetectionCache,
     runtimes: RuntimeProfile,
     scheduler: Scheduler,
-    rng: np.random.Generator,
+    rng: np.random.Generator | KeyedDraws,
     *,
     forecaster: Forecaster | None = None,
     tracker: StreamTracker | None = None,
@@ -561,7 +600,8 @@ def simulate(
         cache: Per-frame detections per configuration.
         runtimes: Runtime samples per configuration.
         scheduler: :class:`IdleFree`, :class:`ShrinkingTail` or :class:`ModifiedShrinkingTail`.
-        rng: Source of the runtime draws.
+        rng: Source of the runtime draws: one generator drawn in run order, or
+            :class:`KeyedDraws` (the draw of a run depends only on its frame and configuration).
         forecaster: Optional forecaster (reset at the start).
         tracker: Optional tracker (reset at the start); used only for configurations listed in
             ``tracker_settings``.
@@ -628,7 +668,8 @@ def simulate(
             s, i = float(i + 1), i + 1
         if i >= n_frames:
             break
-        end = _snap(s + runtimes.sample(cfg, rng) * fps)
+        g = rng.generator(cfg, i) if isinstance(rng, KeyedDraws) else rng
+        end = _snap(s + runtimes.sample(cfg, g) * fps)
         dets = cache.get(cfg, i)
         runs.append(RunRecord("detector", cfg, i, s / fps, end / fps))
         emit.deliver(dets, i, end)

@@ -37,7 +37,9 @@ deviation 0.11, i.e. almost half of the spread is runtime noise, while the top a
 few hundredths): ``r2_common_draws`` re-simulates the fixed policy with the bandit's runtime
 draws, ``reward_clip`` clips outliers, ``switch_penalty`` makes a change of configuration cost
 reward, ``select_from_epoch`` keeps the validation from picking a network of the exploring
-first epochs.
+first epochs. ``common_runtime_draws`` makes the validation (and test) runtimes common random
+numbers, so the networks and thresholds compared on the validation videos differ only by their
+choices; ``train_common_draws`` does the same for the training runs.
 
 The scale regressor and switchability classifier of the context are fitted first, on the
 training videos (:func:`~edgerl.streaming.policies.fit_context_models`). Epsilon decays per
@@ -74,7 +76,7 @@ from edgerl.streaming.policies import (
     run_policy,
 )
 from edgerl.streaming.rewards import decision_rewards
-from edgerl.streaming.simulator import RuntimeProfile, SimResult
+from edgerl.streaming.simulator import KeyedDraws, RuntimeProfile, SimResult
 from edgerl.utils.config import Config, config_from_dict
 from edgerl.utils.errors import InputError
 from edgerl.utils.io import atomic_write_bytes, write_json
@@ -192,6 +194,29 @@ class StreamTrainConfig(Config):
     belongs in the list, so that the kept policy is not below the fixed one on the validation
     videos; ``-.inf`` is the plain greedy policy. Needs val_videos. None: plain greedy."""
 
+    common_runtime_draws: bool = False
+    """Validation and test runs draw their runtimes as common random numbers
+    (:class:`~edgerl.streaming.simulator.KeyedDraws`): the runtime of configuration c on frame i
+    comes from a generator seeded (7, video seed, i, crc32(c)) on a test video and (13, video
+    seed, repeat, i, crc32(c)) on a validation video. Every method on the test videos, and every
+    network and threshold on the validation videos, then sees the same runtime wherever it runs
+    the same configuration on the same frame, also after its schedule has parted from another
+    method's, so a difference between two methods comes from their choices, not from other
+    runtime draws. The key holds no run seed: like the videos, the runtimes of a test frame are
+    one fixed realisation, and the seeds vary the learners (and the random policy) only. False:
+    one generator per video and seed, drawn in run order (shared by two methods only up to the
+    first run where they differ)."""
+
+    train_common_draws: bool = False
+    """Training runs draw their runtimes keyed by (seed, 3, epoch, video index, frame,
+    configuration) (:class:`~edgerl.streaming.simulator.KeyedDraws`); with r2_common_draws the
+    fixed policy's run then shares the bandit's runtime on every frame where both run the same
+    configuration, not only up to the bandit's first deviation. False: one generator per video
+    and epoch, drawn in run order. Off by default: on the paper preset's training videos (learnt
+    from videos 0-11, epoch and tau picked on 12-15, scored on 16-19 with common draws; seeds 0
+    and 1) the plain greedy bandit's margin over the static expert was -1.16 / -0.75 sAP points
+    with it against -0.28 / +0.09 without."""
+
     val_repeats: int = Field(1, ge=1)
     """Runtime draws per validation video (each with its own generator): the validation sAP
     pools every repeat, which averages out part of the runtime noise of the epoch and tau
@@ -264,6 +289,9 @@ class StreamSetup:
         runtimes: Runtime profile of the grid's configurations.
         models: Fitted context models.
         context_data: Their training data (for saving).
+        common_draws: Test runs (:func:`evaluate_policy`) draw their runtimes as common random
+            numbers (:class:`~edgerl.streaming.simulator.KeyedDraws`), the same for every method
+            evaluated on this setup (``StreamTrainConfig.common_runtime_draws``).
     """
 
     def __init__(
@@ -273,9 +301,11 @@ class StreamSetup:
         runtimes: RuntimeProfile,
         models: ContextModels,
         context_data: dict[str, Any],
+        common_draws: bool = False,
     ) -> None:
         self.dataset, self.grid, self.runtimes = dataset, grid, runtimes
         self.models, self.context_data = models, context_data
+        self.common_draws = bool(common_draws)
 
     @property
     def train(self) -> list[StreamVideo]:
@@ -311,7 +341,7 @@ def prepare(
     if cfg.switch_cost_ms > 0:
         runtimes = SwitchingRuntimes(runtimes, cfg.switch_cost_ms / 1e3)
     models, data = fit_context_models(ds.train, g, seed=cfg.seed, every_frames=cfg.context_every_frames)
-    return StreamSetup(ds, g, runtimes, models, data)
+    return StreamSetup(ds, g, runtimes, models, data, cfg.common_runtime_draws)
 
 
 @contextlib.contextmanager
@@ -330,6 +360,19 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def _rng(*parts: int) -> np.random.Generator:
     return np.random.default_rng([int(p) for p in parts])
+
+
+def runtime_draws(common: bool, *key: int) -> np.random.Generator | KeyedDraws:
+    """The runtime source of one simulated stream named by ``key``: :class:`KeyedDraws` of the
+    key (common random numbers) or a generator seeded with it (drawn in run order)."""
+    return KeyedDraws(key) if common else _rng(*key)
+
+
+def eval_draws(setup: StreamSetup, seed: int, index: int, video: StreamVideo) -> np.random.Generator | KeyedDraws:
+    """Runtime source of a test run of video number ``index``: ``KeyedDraws((7, video.seed))``
+    with ``setup.common_draws`` (no run seed in the key), else a generator seeded
+    ``(seed, 7, index)``."""
+    return KeyedDraws((7, int(video.seed))) if setup.common_draws else _rng(seed, 7, index)
 
 
 def record_fixed_outputs(setup: StreamSetup, config: StreamConfig, seed: int, forecast: bool, tracker_scale_px: float) -> dict[int, SimResult]:
@@ -397,11 +440,11 @@ def _train_bandit(
         for j in order_rng.permutation(n_fit).tolist():
             v = setup.train[j]
             t0 = time.perf_counter()
-            res = run_policy(policy, v, setup.runtimes, _rng(seed, 3, epoch, j), cfg.tracker_scale_px)
+            res = run_policy(policy, v, setup.runtimes, runtime_draws(cfg.train_common_draws, seed, 3, epoch, j), cfg.tracker_scale_px)
             t_sim = time.perf_counter() - t0
             fixed_res = fixed_outputs.get(j)
             if cfg.reward == "r2" and cfg.r2_common_draws:
-                fixed_res = run_policy(StaticPolicy(fixed, forecast=cfg.forecast), v, setup.runtimes, _rng(seed, 3, epoch, j), cfg.tracker_scale_px)
+                fixed_res = run_policy(StaticPolicy(fixed, forecast=cfg.forecast), v, setup.runtimes, runtime_draws(cfg.train_common_draws, seed, 3, epoch, j), cfg.tracker_scale_px)
             rewards = decision_rewards(
                 v.gts, res.outputs, policy.decision_frames, v.fps,
                 fixed_outputs=fixed_res.outputs if fixed_res is not None else None,
@@ -504,7 +547,8 @@ def validation_sap(
     Each video runs ``cfg.val_repeats`` times; the runtime draws of video ``k``, repeat ``r``
     are seeded ``(seed, 13, k)`` for ``r = 0`` and ``(seed, 13, k, r)`` after, apart from the
     training (``(seed, 3, ...)``) and test (``(seed, 7, ...)``) draws, and the same for every
-    network and threshold. ``fixed`` and ``threshold``: conservative deviation
+    network and threshold. With ``cfg.common_runtime_draws`` they are keyed
+    ``(13, video seed, r)`` and by frame and configuration (:class:`KeyedDraws`). ``fixed`` and ``threshold``: conservative deviation
     (:class:`~edgerl.streaming.policies.BanditPolicy`).
     """
     policy = BanditPolicy(
@@ -515,15 +559,22 @@ def validation_sap(
     vids, results = [], []
     for r in range(cfg.val_repeats):
         for k, v in enumerate(videos):
-            rng = _rng(seed, 13, k) if r == 0 else _rng(seed, 13, k, r)
-            results.append(run_policy(policy, v, setup.runtimes, rng, cfg.tracker_scale_px))
+            if cfg.common_runtime_draws:
+                draws: np.random.Generator | KeyedDraws = KeyedDraws((13, v.seed, r))
+            else:
+                draws = _rng(seed, 13, k) if r == 0 else _rng(seed, 13, k, r)
+            results.append(run_policy(policy, v, setup.runtimes, draws, cfg.tracker_scale_px))
             vids.append(v)
     return evaluate_streams(vids, results)["sap"]
 
 
 def evaluate_policy(setup: StreamSetup, make_policy: Any, seed: int, videos: list[StreamVideo] | None = None, tracker_scale_px: float = 480.0) -> tuple[dict[str, float], list[SimResult], Any]:
-    """Run a policy on the test videos (runtime draws seeded ``(seed, 7, video index)``, the
-    same for every method) and pool the sAP.
+    """Run a policy on the test videos and pool the sAP.
+
+    Runtime draws, the same for every method: a generator seeded ``(seed, 7, video index)``;
+    with ``setup.common_draws`` common random numbers keyed ``(7, video seed)`` and by frame and
+    configuration (:class:`~edgerl.streaming.simulator.KeyedDraws`), which do not depend on
+    ``seed``.
 
     Args:
         setup: Videos and runtimes.
@@ -538,7 +589,7 @@ def evaluate_policy(setup: StreamSetup, make_policy: Any, seed: int, videos: lis
     vids = setup.test if videos is None else videos
     policy = make_policy()
     with torch_threads(1):
-        results = [run_policy(policy, v, setup.runtimes, _rng(seed, 7, j), tracker_scale_px) for j, v in enumerate(vids)]
+        results = [run_policy(policy, v, setup.runtimes, eval_draws(setup, seed, j, v), tracker_scale_px) for j, v in enumerate(vids)]
     return evaluate_streams(vids, results), results, policy
 
 
