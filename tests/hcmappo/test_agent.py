@@ -339,6 +339,36 @@ def test_user_gamma_none_uses_the_shared_gamma() -> None:
     np.testing.assert_allclose(np.asarray(adv).ravel(), [-6.8015, -3.0], rtol=1e-12)
 
 
+def test_deploy_gamma_zero_makes_deploy_advantages_immediate() -> None:
+    ag = _agent(deploy_gamma=0.0, value_norm=False)
+    rew = np.array([[[40.0]], [[52.0]]])  # (intervals=2, B=1, J=1): eq. (24) per interval
+    values = torch.tensor([[[45.0]], [[50.0]]])
+    done = np.array([[False], [True]])
+    # gamma = 0: A_n = R_n - V_n = (40 - 45, 52 - 50) = (-5, 2); returns = R_n.
+    adv, ret = ag._targets("deploy", rew, values, done)
+    np.testing.assert_allclose(np.asarray(adv).ravel(), [-5.0, 2.0])
+    np.testing.assert_allclose(ret.numpy().ravel(), [40.0, 52.0])
+    # The users keep gamma = 0.99, lambda = 0.95:
+    # delta_1 = 52 - 50 = 2 (episode end); delta_0 = 40 + 0.99 * 50 - 45 = 44.5;
+    # A_0 = 44.5 + 0.99 * 0.95 * 2 = 46.381.
+    adv, _ = ag._targets("user", rew, values, done)
+    np.testing.assert_allclose(np.asarray(adv).ravel(), [46.381, 2.0], rtol=1e-12)
+
+
+def test_deploy_gamma_none_uses_the_shared_gamma() -> None:
+    ag = _agent(value_norm=False)
+    rew = np.array([[[40.0]], [[52.0]]])
+    values = torch.tensor([[[45.0]], [[50.0]]])
+    done = np.array([[False], [True]])
+    adv, _ = ag._targets("deploy", rew, values, done)
+    np.testing.assert_allclose(np.asarray(adv).ravel(), [46.381, 2.0], rtol=1e-12)
+
+
+def test_deploy_gamma_out_of_range_is_refused() -> None:
+    with pytest.raises(InputError, match="deploy_gamma"):
+        method_config("hc-mappo-l", {"deploy_gamma": 1.5})
+
+
 def test_batched_rollout_values_equal_the_per_slot_critics() -> None:
     ag = _agent()
     with torch.no_grad():

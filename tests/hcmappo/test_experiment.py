@@ -94,6 +94,10 @@ def test_train_command_writes_a_run_directory(tmp_path: Path) -> None:
     assert [int(r["iteration"]) for r in rows] == [1, 2]
     for key in ("reward", *METRICS, "lambda"):
         assert np.isfinite(float(rows[-1][key])), key
+    # The learned deployment layer's statistics are logged every iteration.
+    for key in ("deploy_reward", "deploy_entropy", "deploy_value_loss", "migration_s_total"):
+        assert np.isfinite(float(rows[-1][key])), key
+    assert float(rows[-1]["deploy_entropy"]) > 0.0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == [3] and summary["iterations"] == 2
     assert set(summary["methods"]) == {"hc-ippo-l", "edge-only", "greedy"}

@@ -197,6 +197,18 @@ class HcAgentConfig(Config):
     noise of about a hundred later slots; a small value makes it close to the immediate
     reward of eq. (25) and learns in far fewer iterations."""
 
+    deploy_gamma: float | None = Field(None, ge=0.0, le=1.0)
+    """Discount of the deployment layer's reward stream, per deployment interval; None uses
+    ``gamma`` (the paper shares 0.99 across layers). A deployment holds for its own interval
+    only: its hits are those of that interval and its migration cost (eq. (23)) is paid by the
+    reward of the decision that downloads, so eq. (24) credits each decision with its own
+    interval. With 0.99 the GAE advantage of one decision also carries the hits of about
+    seventeen later intervals, which depend on later deployments and on the users: on the
+    Table I setting (J = 10, K = 50) the reward of one server-interval varies by about 14 hits
+    around its server's mean, but its 0.99 return by about 160, so the advantage hardly sees
+    whether the decision covered a service. 0 makes it the reward of eq. (24) minus the
+    value; what is lost is the credit for keeping a service that saves a later download."""
+
     clip: float = Field(0.2, ge=0.0)
     """PPO clipping range (paper: 0.2)."""
 
@@ -1406,6 +1418,8 @@ class HcAgent:
         gamma = cfg.gamma
         if key in ("user", "cost") and cfg.user_gamma is not None:
             gamma = cfg.user_gamma
+        if key == "deploy" and cfg.deploy_gamma is not None:
+            gamma = cfg.deploy_gamma
         adv, ret = gae(rew, values, done, 0.0, gamma, cfg.gae_lambda)
         if key in self.norms:
             self.norms[key].update(torch.as_tensor(ret).reshape(-1))

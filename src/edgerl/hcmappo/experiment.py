@@ -97,6 +97,10 @@ _ROW_KEYS = (
     "cost_mean",
     "user_entropy",
     "ent_user_coef",
+    "deploy_reward",
+    "deploy_entropy",
+    "deploy_value_loss",
+    "migration_s_total",
     "iteration_s",
     "iteration_cpu_s",
     "env_steps_per_s",
@@ -183,7 +187,8 @@ def train_hcmappo(
 
     Writes ``config.yaml``, ``metrics.csv`` (one row per iteration: ``reward``,
     ``delay_s_mean``, ``user_cost_mean``, ``energy_j_mean``, ``privacy_cost_mean``,
-    ``success_rate``, ``lambda``, timings, ...), ``agent.pt`` and ``summary.json``
+    ``success_rate``, ``lambda``, the learned deployment layer's ``deploy_reward``,
+    ``deploy_entropy`` and ``deploy_value_loss``, timings, ...), ``agent.pt`` and ``summary.json``
     (``methods``: the trained method and the baselines, each with the metrics of
     :func:`~edgerl.hcmappo.baselines.evaluate_policy`; plus ``iteration_s_mean``,
     ``iteration_cpu_s_mean`` and ``env_steps_per_s``).
