@@ -296,7 +296,7 @@ def test_user_gamma_zero_makes_user_advantages_immediate() -> None:
 
 
 def test_user_gamma_none_uses_the_shared_gamma() -> None:
-    ag = _agent(value_norm=False)
+    ag = _agent(user_gamma=None, value_norm=False)
     rew = np.array([[[-3.0]], [[-5.0]]])
     values = torch.tensor([[[-1.0]], [[-2.0]]])
     done = np.array([[False], [True]])
@@ -305,7 +305,7 @@ def test_user_gamma_none_uses_the_shared_gamma() -> None:
 
 
 def test_deploy_gamma_zero_makes_deploy_advantages_immediate() -> None:
-    ag = _agent(deploy_gamma=0.0, value_norm=False)
+    ag = _agent(deploy_gamma=0.0, user_gamma=None, value_norm=False)
     rew = np.array([[[40.0]], [[52.0]]])  # (intervals=2, B=1, J=1): eq. (24) per interval
     values = torch.tensor([[[45.0]], [[50.0]]])
     done = np.array([[False], [True]])
@@ -321,7 +321,7 @@ def test_deploy_gamma_zero_makes_deploy_advantages_immediate() -> None:
 
 
 def test_deploy_gamma_none_uses_the_shared_gamma() -> None:
-    ag = _agent(value_norm=False)
+    ag = _agent(deploy_gamma=None, value_norm=False)
     rew = np.array([[[40.0]], [[52.0]]])
     values = torch.tensor([[[45.0]], [[50.0]]])
     done = np.array([[False], [True]])

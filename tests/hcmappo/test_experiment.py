@@ -104,6 +104,10 @@ def test_train_command_writes_a_run_directory(tmp_path: Path) -> None:
     assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 3
     agent = HcAgent.load(out / "agent.pt")
     assert agent.iterations == 2 and not agent.config.centralised_critics
+    # Unless the config gives it, the user entropy bonus anneals over the run's 2 iterations:
+    # 0.05 * (1 - 0 / 2) = 0.05, then 0.05 * (1 - 1 / 2) = 0.025.
+    assert agent.config.ent_user_anneal_iterations == 2
+    np.testing.assert_allclose([float(r["ent_user_coef"]) for r in rows], [0.05, 0.025])
 
 
 def test_train_command_bad_config_exit_2(tmp_path: Path, capsys) -> None:

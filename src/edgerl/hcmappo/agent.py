@@ -185,22 +185,24 @@ class HcAgentConfig(Config):
     """Adam learning rate of every network (paper: 3e-4)."""
 
     gamma: float = Field(0.99, ge=0.0, le=1.0)
-    """Discount per decision step (per slot; per interval for the deployment layer) (0.99)."""
+    """Discount per decision step (per slot; per interval for the deployment layer) (paper:
+    0.99); used by the allocation layer, and by the user and deployment layers whose own
+    discount is None."""
 
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0)
     """GAE lambda (paper: 0.95)."""
 
-    user_gamma: float | None = Field(None, ge=0.0, le=1.0)
+    user_gamma: float | None = Field(0.0, ge=0.0, le=1.0)
     """Discount of the user layer's reward and cost streams; None uses ``gamma`` (the paper
-    shares 0.99 across layers). A user's choice acts on its own later rewards only through the
-    server loads and the next deployments, so with 0.99 its GAE advantage also carries the
-    noise of about a hundred later slots; a small value makes it close to the immediate
-    reward of eq. (25) and learns in far fewer iterations."""
+    shares 0.99 across layers). Our default is 0: a user's choice acts on its own later
+    rewards only through the server loads and the next deployments, so with 0.99 its GAE
+    advantage also carries the noise of about a hundred later slots; 0 makes it the immediate
+    reward of eq. (25) minus the value and learns in far fewer iterations."""
 
-    deploy_gamma: float | None = Field(None, ge=0.0, le=1.0)
+    deploy_gamma: float | None = Field(0.0, ge=0.0, le=1.0)
     """Discount of the deployment layer's reward stream, per deployment interval; None uses
-    ``gamma`` (the paper shares 0.99 across layers). A deployment holds for its own interval
-    only: its hits are those of that interval and its migration cost (eq. (23)) is paid by the
+    ``gamma`` (the paper shares 0.99 across layers). Our default is 0. A deployment holds for
+    its own interval only: its hits are those of that interval and its migration cost (eq. (23)) is paid by the
     reward of the decision that downloads, so eq. (24) credits each decision with its own
     interval. With 0.99 the GAE advantage of one decision also carries the hits of about
     seventeen later intervals, which depend on later deployments and on the users: on the

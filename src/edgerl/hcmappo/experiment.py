@@ -140,7 +140,9 @@ class HcTrainConfig(Config):
     """The environment (paper 003, Table I defaults)."""
 
     agent: dict[str, Any] = Field(default_factory=dict)
-    """Fields of HcAgentConfig shared by every method (not the method switches)."""
+    """Fields of HcAgentConfig shared by every method (not the method switches). Unless given
+    here, ``ent_user_anneal_iterations`` is the run's ``iterations``: the user entropy bonus
+    falls to 0 over the run."""
 
 
 def _row(method: str, seed: int, info: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -166,6 +168,7 @@ def _train(
     log: Any = None,
     **extra: Any,
 ) -> tuple[HcAgent, list[dict[str, Any]]]:
+    agent_cfg = {"ent_user_anneal_iterations": iterations, **agent_cfg}
     agent = HcAgent(env, method_config(method, agent_cfg), seed=seed, catalog=catalog)
     rows: list[dict[str, Any]] = []
 
@@ -293,7 +296,9 @@ class HcExperimentConfig(Config):
     """HcConfig overrides applied to every run (a sweep sets its own field on top)."""
 
     agent: dict[str, Any] = Field(default_factory=dict)
-    """HcAgentConfig fields shared by every learned method."""
+    """HcAgentConfig fields shared by every learned method. Unless given here,
+    ``ent_user_anneal_iterations`` is ``iterations`` (the user entropy bonus falls to 0 over
+    each run)."""
 
     tradeoff_field: str = "weight_energy"
     """The weight swept in hcmappo-tradeoff (section V-B: mu_2, the energy weight)."""
