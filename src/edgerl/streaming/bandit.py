@@ -18,6 +18,12 @@ with Adam (lr 1e-4), i.e. every branch regresses its *chosen* arm's value onto t
 reward of the whole decision; ``branch_loss="sum"`` drops the ``1/|D|``. A contextual bandit has
 no bootstrapping: the target is the reward itself.
 
+Full information (not in the paper): :meth:`ContextualBandit.store_full` stores a decision
+whose reward is known for *every* arm of every branch (a per-branch target vector, e.g. computed
+by branching a simulator, :mod:`~edgerl.streaming.counterfactual`). Such an entry regresses all
+arms of a branch at once, ``1/|D| * sum_i mean_d (t_i[d] - Q_i(z, d))^2``; a minibatch may mix
+both kinds of entries, and one without full-information entries is the loss above exactly.
+
 Exploration (section 4.4), one of:
 
 * **epsilon-greedy per branch.** Each branch independently takes a uniformly random arm with
@@ -245,6 +251,8 @@ class ContextualBandit:
         self._contexts = np.zeros((cap, self.context_dim), dtype=np.float32)
         self._actions = np.zeros((cap, len(self.n_arms)), dtype=np.int64)
         self._rewards = np.zeros(cap, dtype=np.float32)
+        self._targets = np.zeros((cap, sum(self.n_arms)), dtype=np.float32)
+        self._full = np.zeros(cap, dtype=bool)
         self._pos = 0
         self._size = 0
 
@@ -335,9 +343,33 @@ class ContextualBandit:
         r = float(reward)
         if not math.isfinite(r):
             raise InputError(f"reward must be finite, got {reward!r}")
+        self._put(x, a, r, None)
+
+    def store_full(self, context: np.ndarray, targets: Sequence[np.ndarray | Sequence[float]]) -> None:
+        """Put one full-information decision into the replay buffer: the target value of every
+        arm of every branch (``targets[i]`` has ``n_arms[i]`` finite values). Its updates
+        regress every arm of each branch on its target (see the module docstring)."""
+        x = self._check_context(context)
+        if len(targets) != len(self.n_arms):
+            raise InputError(f"store_full: {len(targets)} target vectors for {len(self.n_arms)} branches")
+        rows = []
+        for i, (t, n) in enumerate(zip(targets, self.n_arms)):
+            v = np.asarray(t, dtype=np.float64).reshape(-1)
+            if v.shape[0] != n:
+                raise InputError(f"store_full: branch {self.branch_names[i]} has {n} arms, got {v.shape[0]} targets")
+            if not np.all(np.isfinite(v)):
+                raise InputError(f"store_full: targets of branch {self.branch_names[i]} must be finite, got {v.tolist()}")
+            rows.append(v)
+        greedy = np.asarray([int(np.argmax(v)) for v in rows], dtype=np.int64)
+        self._put(x, greedy, float(rows[0][greedy[0]]), np.concatenate(rows))
+
+    def _put(self, x: np.ndarray, a: np.ndarray, r: float, targets: np.ndarray | None) -> None:
         self._contexts[self._pos] = x
         self._actions[self._pos] = a
         self._rewards[self._pos] = r
+        self._full[self._pos] = targets is not None
+        if targets is not None:
+            self._targets[self._pos] = targets
         self._pos = (self._pos + 1) % self.config.buffer_size
         self._size = min(self._size + 1, self.config.buffer_size)
 
@@ -372,9 +404,21 @@ class ContextualBandit:
         a = torch.as_tensor(self._actions[idx])
         r = torch.as_tensor(self._rewards[idx])
         qs = self.net(x)
-        per_branch = torch.stack(
-            [((q.gather(1, a[:, i : i + 1]).squeeze(1) - r) ** 2).mean() for i, q in enumerate(qs)]
-        )
+        full = self._full[idx]
+        if not full.any():
+            per_branch = torch.stack(
+                [((q.gather(1, a[:, i : i + 1]).squeeze(1) - r) ** 2).mean() for i, q in enumerate(qs)]
+            )
+        else:
+            mask = torch.as_tensor(full)
+            terms, off = [], 0
+            for i, q in enumerate(qs):
+                n = q.shape[1]
+                chosen = (q.gather(1, a[:, i : i + 1]).squeeze(1) - r) ** 2
+                every = ((q - torch.as_tensor(self._targets[idx, off : off + n])) ** 2).mean(1)
+                terms.append(torch.where(mask, every, chosen).mean())
+                off += n
+            per_branch = torch.stack(terms)
         loss = per_branch.mean() if self.config.branch_loss == "mean" else per_branch.sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -423,6 +467,8 @@ class ContextualBandit:
                 "contexts": torch.as_tensor(self._contexts[: self._size].copy()),
                 "actions": torch.as_tensor(self._actions[: self._size].copy()),
                 "rewards": torch.as_tensor(self._rewards[: self._size].copy()),
+                "targets": torch.as_tensor(self._targets[: self._size].copy()),
+                "full": torch.as_tensor(self._full[: self._size].copy()),
                 "pos": int(self._pos),
             },
             "rng_state": to_json(self.rng.bit_generator.state, indent=None),
@@ -484,6 +530,11 @@ class ContextualBandit:
             contexts = buf["contexts"].numpy()
             actions = buf["actions"].numpy()
             rewards = buf["rewards"].numpy()
+            n_all = sum(self.n_arms)
+            targets = buf["targets"].numpy() if "targets" in buf else np.zeros((len(rewards), n_all), np.float32)
+            full = buf["full"].numpy() if "full" in buf else np.zeros(len(rewards), bool)
+            if targets.shape != (len(rewards), n_all) or full.shape != (len(rewards),):
+                raise ValueError(f"full-information targets of shape {tuple(targets.shape)} for {len(rewards)} entries of {n_all} arms")
         except (RuntimeError, KeyError, ValueError, AttributeError) as exc:
             raise InputError(f"{p}: checkpoint contents do not fit its layout ({exc})") from None
         self.arm_counts = counts
@@ -494,9 +545,13 @@ class ContextualBandit:
         self._contexts = np.zeros((cap, self.context_dim), dtype=np.float32)
         self._actions = np.zeros((cap, len(self.n_arms)), dtype=np.int64)
         self._rewards = np.zeros(cap, dtype=np.float32)
+        self._targets = np.zeros((cap, sum(self.n_arms)), dtype=np.float32)
+        self._full = np.zeros(cap, dtype=bool)
         self._contexts[:size] = contexts[:size]
         self._actions[:size] = actions[:size]
         self._rewards[:size] = rewards[:size]
+        self._targets[:size] = targets[:size]
+        self._full[:size] = full[:size]
         self._size = size
         self._pos = int(buf["pos"]) % cap
         rng_state = json.loads(state["rng_state"])

@@ -274,6 +274,8 @@ class StreamPolicy:
         scheduler: Frame-selection rule used with this policy.
         forecast: Whether outputs are Kalman forecasts (Streamer) or raw results.
         decision_frames: Frame index of every decision of the current stream.
+        decision_runs: Detector runs completed before each decision of the current stream (the
+            decision sets the configuration of run number ``decision_runs[k]``, 0-based).
     """
 
     scheduler: Scheduler
@@ -283,12 +285,14 @@ class StreamPolicy:
         self.scheduler = scheduler if scheduler is not None else ModifiedShrinkingTail()
         self.forecast = bool(forecast)
         self.decision_frames: list[int] = []
+        self.decision_runs: list[int] = []
         self.current: StreamConfig | None = None
         self.image_hw: tuple[int, int] = (0, 0)
 
     def reset(self, video: StreamVideo) -> None:
         """Start a new stream."""
         self.decision_frames = []
+        self.decision_runs = []
         self.current = None
         self.image_hw = video.image_hw
 
@@ -304,6 +308,7 @@ class StreamPolicy:
         if self.wants_decision(ctx):
             self.current = self.decide(ctx)
             self.decision_frames.append(int(ctx.frame_index))
+            self.decision_runs.append(int(ctx.run_index))
         assert self.current is not None
         return self.current.name
 
@@ -628,6 +633,7 @@ def run_policy(
     runtimes: RuntimeProfile,
     rng: np.random.Generator | KeyedDraws,
     tracker_scale_px: float = 480.0,
+    n_frames: int | None = None,
 ) -> SimResult:
     """Simulate one video under a policy (its scheduler and forecasting switch).
 
@@ -636,6 +642,11 @@ def run_policy(
 
     Configurations with a tracker stride above 1 run :class:`LightTracker` steps at
     ``tracker_scale_px`` between detector runs.
+
+    ``n_frames`` ends the stream after its first ``n_frames`` frames (default: all). The outputs
+    shown on those frames are the same as in the whole stream's run: a run that would take a
+    later frame delivers after them, and forecasts of a frame use only results delivered before
+    it.
     """
     policy.reset(video)
     if isinstance(runtimes, SwitchingRuntimes):
@@ -645,8 +656,11 @@ def run_policy(
         st = StreamConfig.parse(name).stride
         if st > 1:
             settings[name] = TrackerSetting(st, tracker_scale_px)
+    n = video.n_frames if n_frames is None else int(n_frames)
+    if not 0 <= n <= video.n_frames:
+        raise InputError(f"run_policy: n_frames must be in [0, {video.n_frames}] for video {video.name}, got {n_frames}")
     return simulate(
-        video.n_frames,
+        n,
         video.fps,
         policy,
         video.cache,

@@ -41,6 +41,13 @@ first epochs. ``common_runtime_draws`` makes the validation (and test) runtimes 
 numbers, so the networks and thresholds compared on the validation videos differ only by their
 choices; ``train_common_draws`` does the same for the training runs.
 
+Full information (``counterfactual``, off by default; not in the paper): instead of one reward
+for the arm taken, each decision stores the reward of every grid configuration from the same
+simulator state, computed by branching the simulator
+(:mod:`~edgerl.streaming.counterfactual`), either at the exploring run's own decisions
+('on_policy') or at decisions every ``test_interval_frames`` frames along the fixed policy's
+run, computed once per setup ('fixed_policy'; steps 1-2 are then skipped).
+
 The scale regressor and switchability classifier of the context are fitted first, on the
 training videos (:func:`~edgerl.streaming.policies.fit_context_models`). Epsilon decays per
 exploring decision; with about one decision per 10-20 frames and a few thousand training frames
@@ -64,6 +71,13 @@ from pydantic import Field, field_validator, model_validator
 
 from edgerl.streaming.bandit import BanditConfig, ContextualBandit
 from edgerl.streaming.configs import BRANCHES, ConfigGrid, StreamConfig
+from edgerl.streaming.counterfactual import (
+    CounterfactualTable,
+    branch_r1,
+    branch_targets,
+    fixed_policy_table,
+    segment_r1,
+)
 from edgerl.streaming.data import StreamDataConfig, StreamDataset, StreamVideo
 from edgerl.streaming.policies import (
     BanditPolicy,
@@ -90,9 +104,11 @@ __all__ = [
     "context_overhead",
     "evaluate_policy",
     "fixed_config",
+    "fixed_policy_samples",
     "prepare",
     "record_fixed_outputs",
     "save_context_data",
+    "shape_full_rewards",
     "shape_rewards",
     "torch_threads",
     "train_bandit",
@@ -236,6 +252,32 @@ class StreamTrainConfig(Config):
     context_every_frames: int = Field(5, ge=1)
     """Frame step of the AdaScale / switchability training samples."""
 
+    counterfactual: Literal["off", "fixed_policy", "on_policy"] = "off"
+    """Full-information training (:mod:`~edgerl.streaming.counterfactual`; not in the paper).
+    'off': the paper's bandit feedback, one reward per decision for the arm taken.
+    'on_policy': after each exploring run the simulator is branched at every decision and the
+    reward every grid configuration would have earned from the same state (same earlier runs,
+    same runtime draws) enters the replay buffer, all arms at once (about 20 times the
+    simulation and reward cost of a run). 'fixed_policy': no exploring runs; the decisions are
+    taken every test_interval_frames frames along the fixed policy's own run on each training
+    video (the states of a policy that mostly keeps the fixed configuration, as conservative
+    deviation does at test), branched into every configuration once, with runtime draws keyed
+    (17, video seed, repeat) (counterfactual_repeats runs per video); the table serves every
+    epoch and seed, and each epoch stores every video's decisions. Rewards follow ``reward``
+    (R2 against the fixed policy's run with the same draws), then switch_penalty (arms other
+    than the previous configuration) and reward_clip. The joint rewards reach the branch heads
+    as counterfactual_target says."""
+
+    counterfactual_target: Literal["max", "fixed", "mean"] = "max"
+    """How a full-information decision's joint rewards become per-branch targets
+    (:func:`~edgerl.streaming.counterfactual.branch_targets`): 'max': arm d of a branch gets the
+    best reward over the other branches' arms (the per-branch argmax is then the joint argmax);
+    'fixed': the reward with the other branches at the fixed configuration's arms (the gain of
+    changing that dimension alone); 'mean': the mean over the other branches' arms."""
+
+    counterfactual_repeats: int = Field(1, ge=1)
+    """counterfactual 'fixed_policy': runs (runtime draws) per training video in the table."""
+
     bandit: dict[str, Any] = Field(default_factory=_default_bandit)
     """BanditConfig fields (network, exploration, replay, optimiser)."""
 
@@ -306,6 +348,9 @@ class StreamSetup:
         self.dataset, self.grid, self.runtimes = dataset, grid, runtimes
         self.models, self.context_data = models, context_data
         self.common_draws = bool(common_draws)
+        self.cache: dict[Any, Any] = {}
+        """Results computed once per setup and shared by every run on it (the fixed-policy
+        counterfactual tables)."""
 
     @property
     def train(self) -> list[StreamVideo]:
@@ -423,11 +468,21 @@ def _train_bandit(
             "training videos to learn from"
         )
     val = setup.train[n_fit:]
-    bandit = ContextualBandit(bandit_context_dim(cfg.dynamics_context), grid.n_arms, config=cfg.bandit, seed=seed, branch_names=BRANCHES)
+    cf = cfg.counterfactual
+    ctx_dim = bandit_context_dim(cfg.dynamics_context)
+    bandit = ContextualBandit(ctx_dim, grid.n_arms, config=cfg.bandit, seed=seed, branch_names=BRANCHES)
     fixed_outputs: dict[int, SimResult] = {}
     fixed = fixed_config(cfg, grid)
-    if cfg.reward == "r2" and not cfg.r2_common_draws:  # with common draws it runs per epoch
+    if cf != "fixed_policy" and cfg.reward == "r2" and not cfg.r2_common_draws:  # with common draws it runs per epoch
         fixed_outputs = record_fixed_outputs(setup, fixed, seed, cfg.forecast, cfg.tracker_scale_px)
+    cf_rewards = np.zeros((0, len(grid)))
+    if cf == "fixed_policy":
+        table = fixed_policy_samples(setup, cfg, fixed, n_fit, use_sw)
+        cf_rewards = table.rewards(cfg.reward, cfg.reward_scale)
+        if cfg.switch_penalty:
+            cf_rewards[:, np.asarray(grid.names()) != fixed.name] -= cfg.switch_penalty
+        if cfg.reward_clip is not None:
+            cf_rewards = np.clip(cf_rewards, -cfg.reward_clip, cfg.reward_clip)
     order_rng = _rng(seed, 1)
     policy = BanditPolicy(
         bandit, grid, setup.models, explore=True, decide_prob=cfg.decide_prob,
@@ -439,6 +494,21 @@ def _train_bandit(
     for epoch in range(cfg.epochs):
         for j in order_rng.permutation(n_fit).tolist():
             v = setup.train[j]
+            if cf == "fixed_policy":
+                idx = table.rows_of(j)
+                for i in idx.tolist():
+                    bandit.store_full(table.contexts[i], branch_targets(grid, cf_rewards[i], cfg.counterfactual_target, fixed))
+                losses = bandit.learn(cfg.updates_per_video) if bandit.buffer_len >= bandit.config.learning_starts else []
+                row = {
+                    "epoch": epoch + 1, "video": v.name, "seed": seed, "sap": math.nan,
+                    "decisions": len(idx), "reward_mean": float(cf_rewards[idx].mean()) if len(idx) else math.nan,
+                    "loss_mean": float(np.mean(losses)) if losses else math.nan,
+                    "epsilon": bandit.epsilon, "buffer": bandit.buffer_len,
+                }  # fmt: skip
+                rows.append(row)
+                if log is not None:
+                    log(row)
+                continue
             t0 = time.perf_counter()
             res = run_policy(policy, v, setup.runtimes, runtime_draws(cfg.train_common_draws, seed, 3, epoch, j), cfg.tracker_scale_px)
             t_sim = time.perf_counter() - t0
@@ -451,9 +521,17 @@ def _train_bandit(
                 scale=cfg.reward_scale,
             )  # fmt: skip
             rewards = shape_rewards(rewards, policy.actions, cfg.switch_penalty, cfg.reward_clip)
+            if cf == "on_policy":
+                full = branch_r1(v, setup.runtimes, runtime_draws(cfg.train_common_draws, seed, 3, epoch, j), res, policy, grid.names(), cfg.tracker_scale_px)
+                if fixed_res is not None:
+                    full = cfg.reward_scale * (full - segment_r1(v, fixed_res.outputs, policy.decision_frames)[:, None])
+                full = shape_full_rewards(full, grid, policy.actions, cfg.switch_penalty, cfg.reward_clip)
+                for z, r_all in zip(policy.contexts, full):
+                    bandit.store_full(z, branch_targets(grid, r_all, cfg.counterfactual_target, fixed))
+            else:
+                for z, a, r in zip(policy.contexts, policy.actions, rewards):
+                    bandit.store(z, a, float(r))
             t_rew = time.perf_counter() - t0 - t_sim
-            for z, a, r in zip(policy.contexts, policy.actions, rewards):
-                bandit.store(z, a, float(r))
             losses: list[float] = []
             if bandit.buffer_len >= bandit.config.learning_starts:
                 losses = bandit.learn(cfg.updates_per_video)
@@ -504,6 +582,41 @@ def _train_bandit(
                 best_tau, best_tau_sap = tau, tau_sap
         rows.append({"epoch": best_epoch or cfg.epochs, "video": "validation_threshold_best", "seed": seed, "threshold": best_tau, "sap": best_tau_sap})
     return bandit, rows
+
+
+def shape_full_rewards(rewards: np.ndarray, grid: ConfigGrid, actions: list[tuple[int, ...]], switch_penalty: float = 0.0, clip: float | None = None) -> np.ndarray:
+    """:func:`shape_rewards` for full-information rewards (``[n_decisions, len(grid)]``, columns
+    in grid order): ``switch_penalty`` is subtracted from every arm that differs from the action
+    of the decision before (none for the first), then all are clipped."""
+    r = np.asarray(rewards, np.float64).copy()
+    if r.shape != (len(actions), len(grid)):
+        raise InputError(f"shape_full_rewards: rewards of shape {r.shape} for {len(actions)} decisions x {len(grid)} configurations")
+    if switch_penalty:
+        arm_actions = [grid.to_action(c) for c in grid.configs()]
+        for k in range(1, len(r)):
+            prev = tuple(actions[k - 1])
+            r[k, [a != prev for a in arm_actions]] -= float(switch_penalty)
+    if clip is not None:
+        r = np.clip(r, -float(clip), float(clip))
+    return r
+
+
+def fixed_policy_samples(setup: StreamSetup, cfg: StreamTrainConfig, fixed: StreamConfig, n_videos: int, use_switchability: bool) -> CounterfactualTable:
+    """The fixed-policy counterfactual table of the first ``n_videos`` training videos
+    (:func:`~edgerl.streaming.counterfactual.fixed_policy_table`, runtime draws
+    ``KeyedDraws((17, video seed, repeat))``), computed once per setup and settings and kept in
+    ``setup.cache``: it does not depend on the run seed."""
+    key = (
+        "fixed_policy_table", fixed.name, n_videos, cfg.test_interval_frames, cfg.counterfactual_repeats,
+        bool(use_switchability), cfg.dynamics_context, cfg.forecast, cfg.tracker_scale_px,
+    )  # fmt: skip
+    if key not in setup.cache:
+        setup.cache[key] = fixed_policy_table(
+            setup.train[:n_videos], setup.grid, setup.models, setup.runtimes, fixed,
+            lambda j, v, r: KeyedDraws((17, int(v.seed), r)), bandit_context_dim(cfg.dynamics_context),
+            cfg.test_interval_frames, cfg.counterfactual_repeats, use_switchability, cfg.forecast, cfg.tracker_scale_px,
+        )  # fmt: skip
+    return setup.cache[key]
 
 
 def chosen_threshold(rows: list[dict[str, Any]]) -> float:
