@@ -19,3 +19,18 @@ def toy_stream(seed: int, split: str, gts: list[GroundTruth], at_200: list[np.nd
     infer = {k: np.full(n, 0.02) for k in cands}
     nms = {(m, s, 10): np.array([1e-4]) for m, s in cands}
     return StreamVideo(seed, split, (200, 200), 30.0, gts, cands, infer, nms, 0.6)
+
+
+def drifting_people(seed: int, n: int, speed_px: float, offset_px: float) -> StreamVideo:
+    """Four 40x40 people drifting right by ``speed_px`` per frame: scale 200 finds them exactly,
+    scale 100 finds every box shifted by ``offset_px`` in x and y."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(10, 100, (4, 2))
+    gts, good, off = [], [], []
+    for i in range(n):
+        xy = start + [speed_px * i, 0.0]
+        b = np.concatenate([xy, xy + 40], axis=1).astype(np.float32)
+        gts.append(GroundTruth(b, np.zeros(4, np.int64), 200, 200))
+        good.append(b)
+        off.append(b + offset_px)
+    return toy_stream(seed, "train", gts, good, off)

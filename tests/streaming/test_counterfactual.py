@@ -30,27 +30,17 @@ from edgerl.streaming.simulator import KeyedDraws, RuntimeProfile
 from edgerl.streaming.train import StreamSetup, StreamTrainConfig, shape_full_rewards, train_bandit
 from edgerl.utils.config import config_from_dict
 from edgerl.utils.errors import InputError
-from edgerl.vision.metrics import GroundTruth
 
-from ._toys import toy_stream
+from ._toys import drifting_people
 
 GRID = ConfigGrid(models=["toy"], scales=[200, 100], topks=[10], strides=[1])
 BIG, SMALL = "toy@200_k10_s1", "toy@100_k10_s1"
 
 
 def video(seed: int, n: int = 90):
-    """Four 40x40 people drifting right; scale 200 finds them exactly, scale 100 finds boxes
-    shifted by 4 px (IoU 1296 / 1904 = 0.68: matched at the lower IoU thresholds only)."""
-    rng = np.random.default_rng(seed)
-    start = rng.uniform(10, 100, (4, 2))
-    gts, good, off = [], [], []
-    for i in range(n):
-        xy = start + [0.8 * i, 0.0]
-        b = np.concatenate([xy, xy + 40], axis=1).astype(np.float32)
-        gts.append(GroundTruth(b, np.zeros(4, np.int64), 200, 200))
-        good.append(b)
-        off.append(b + 4)
-    return toy_stream(seed, "train", gts, good, off)
+    """Scale 100 finds boxes shifted by 4 px (IoU 1296 / 1904 = 0.68: matched at the lower IoU
+    thresholds only)."""
+    return drifting_people(seed, n, 0.8, 4.0)
 
 
 def runtimes() -> RuntimeProfile:

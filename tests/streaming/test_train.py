@@ -34,26 +34,15 @@ from edgerl.streaming.train import (
 )
 from edgerl.utils.config import config_from_dict
 from edgerl.utils.errors import InputError
-from edgerl.vision.metrics import GroundTruth
 
-from ._toys import toy_stream
+from ._toys import drifting_people
 
 TOY_GRID = ConfigGrid(models=["toy"], scales=[200, 100], topks=[10], strides=[1])
 
 
 def toy_video(seed: int, n: int = 60) -> StreamVideo:
-    """Four 40x40 people drifting right; scale 200 finds them exactly, scale 100 finds boxes
-    25 px off (IoU 225 / 2975 = 0.08 < 0.5: never a match)."""
-    rng = np.random.default_rng(seed)
-    start = rng.uniform(10, 100, (4, 2))
-    gts, good, bad = [], [], []
-    for i in range(n):
-        xy = start + [0.5 * i, 0.0]
-        b = np.concatenate([xy, xy + 40], axis=1).astype(np.float32)
-        gts.append(GroundTruth(b, np.zeros(4, np.int64), 200, 200))
-        good.append(b)
-        bad.append(b + 25)
-    return toy_stream(seed, "train", gts, good, bad)
+    """Scale 100 finds boxes 25 px off (IoU 225 / 2975 = 0.08 < 0.5: never a match)."""
+    return drifting_people(seed, n, 0.5, 25.0)
 
 
 def toy_setup() -> StreamSetup:
