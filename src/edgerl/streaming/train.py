@@ -489,6 +489,7 @@ def _train_bandit(
             cf_rewards[:, np.asarray(grid.names()) != fixed.name] -= cfg.switch_penalty
         if cfg.reward_clip is not None:
             cf_rewards = np.clip(cf_rewards, -cfg.reward_clip, cfg.reward_clip)
+        cf_targets = [branch_targets(grid, r_all, cfg.counterfactual_target, fixed) for r_all in cf_rewards]
     order_rng = _rng(seed, 1)
     policy = BanditPolicy(
         bandit, grid, setup.models, explore=True, decide_prob=cfg.decide_prob,
@@ -503,7 +504,7 @@ def _train_bandit(
             if cf == "fixed_policy":
                 idx = table.rows_of(j)
                 for i in idx.tolist():
-                    bandit.store_full(table.contexts[i], branch_targets(grid, cf_rewards[i], cfg.counterfactual_target, fixed))
+                    bandit.store_full(table.contexts[i], cf_targets[i])
                 losses = bandit.learn(cfg.updates_per_video) if bandit.buffer_len >= bandit.config.learning_starts else []
                 row = {
                     "epoch": epoch + 1, "video": v.name, "seed": seed, "sap": math.nan,
